@@ -1,0 +1,51 @@
+/**
+ * Ferry's error catalogue. Every error a user can see carries a stable `code` and the HTTP status
+ * it maps to (Fastify's FST_ERR_* catalogue is the model). A job's failure is not an error: it is a
+ * value (`FailureCause`) stored on the attempt.
+ */
+export const ERRORS = {
+  FERRY_BAD_REQUEST: 400,
+  FERRY_INVALID_REQUEST: 422,
+  FERRY_INVALID_QUANTITY: 422,
+  FERRY_REJECTED: 422,
+  FERRY_UNAUTHENTICATED: 401,
+  FERRY_FORBIDDEN: 403,
+  FERRY_NOT_FOUND: 404,
+  FERRY_WRONG_STATE: 409,
+  FERRY_CONFLICT: 409,
+  FERRY_TENANT_BUSY: 409,
+  FERRY_ISSUE_CLOSED: 409,
+  FERRY_NO_WIPE: 409,
+  FERRY_PAYLOAD_TOO_LARGE: 413,
+  FERRY_UNSUPPORTED_MEDIA_TYPE: 415,
+  FERRY_INTERNAL: 500,
+} as const;
+export type ErrorCode = keyof typeof ERRORS;
+
+export class FerryError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FerryError';
+    this.code = code;
+    this.status = ERRORS[code];
+    this.details = Object.freeze({ ...details });
+  }
+}
+
+/** Turn any thrown value into an Error exactly once (graphile-worker's coerceError). */
+export function coerceError(err: unknown): Error {
+  if (err instanceof Error) return err;
+  return new Error(typeof err === 'string' ? err : `non-error thrown: ${safeString(err)}`);
+}
+
+function safeString(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The request document (ARCHITECTURE.md "Request document") and the tenant document, validated
+ * with zod. Unknown fields are errors at every level. `parseMigrationRequest` returns a
+ * normalised MigrationRequest (quantities as integers, durations in ms, issue ref normalised).
+ */
+import { z } from 'zod';
+import { FerryError } from './errors.ts';
+import { parseDuration } from './duration.ts';
+import { normaliseIssueRef, type IssueDefaults } from './issue-ref.ts';
+import { parseQuantity } from './quantity.ts';
+import type { MigrationRequest, Resources } from './types.ts';
+
+export const TENANT_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const DIMENSION = /^[a-z][a-z0-9-]{0,31}$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+const STEP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+const tenantId = z
+  .string()
+  .regex(TENANT_ID, 'must be lower-case letters, digits and dashes, starting with a letter or digit, at most 63 characters');
+const quantity = z.union([z.string().max(40), z.number()]);
+const resources = z
+  .record(z.string().regex(DIMENSION, 'dimension names are lower-case words like cpu, memory, ephemeral-storage'), quantity)
+  .refine((r) => Object.keys(r).length <= 16, 'at most 16 dimensions');
+const argv = z.array(z.string().max(65_536)).min(1, 'needs at least the program to run').max(1024);
+
+const stepSchema = z.strictObject({
+  name: z.string().regex(STEP_NAME, 'must be letters, digits, dots, dashes or underscores, at most 63 characters'),
+  run: argv,
+  timeout: z.union([z.string(), z.number()]).optional(),
+});
+
+export const requestSchema = z.strictObject({
+  issue: z.string().min(1).max(300),
+  tenant: tenantId,
+  peak: resources,
+  steps: z.array(stepSchema).min(1, 'a migration needs at least one step').max(100),
+  wipe: argv.optional(),
+  snapshot: z.enum(['auto', 'always', 'never']).optional(),
+  image: z.string().min(1).max(512).optional(),
+  env: z
+    .record(
+      z
+        .string()
+        .regex(ENV_NAME, 'environment names are letters, digits and underscores')
+        .refine((name) => !name.startsWith('FERRY_'), 'FERRY_* names are set by Ferry itself'),
+      z.string().max(65_536),
+    )
+    .optional(),
+});
+
+export const tenantSchema = z.strictObject({
+  steadyState: resources,
+  data: z.string().min(1).max(1024).optional(),
+});
+
+export interface FieldProblem {
+  readonly path: string;
+  readonly message: string;
+}
+
+/** Validate `input` against `schema`; on failure throw FERRY_INVALID_REQUEST listing every problem. */
+export function validate<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const problems: FieldProblem[] = result.error.issues.slice(0, 20).map((issue) => ({
+    path: issue.path.map(String).join('.') || '(document)',
+    message: issue.message,
+  }));
+  const summary = problems.map((p) => `${p.path}: ${p.message}`).join('; ');
+  throw new FerryError('FERRY_INVALID_REQUEST', `the ${what} is not valid: ${summary}`, { problems });
+}
+
+function toResources(raw: Readonly<Record<string, string | number>>, field: string): Resources {
+  const out: Record<string, number> = {};
+  for (const [dimension, value] of Object.entries(raw)) {
+    try {
+      out[dimension] = parseQuantity(dimension, value);
+    } catch (err) {
+      if (err instanceof FerryError) {
+        throw new FerryError('FERRY_INVALID_REQUEST', `the document is not valid: ${field}.${err.message}`, {
+          problems: [{ path: `${field}.${dimension}`, message: err.message }],
+        });
+      }
+      throw err;
+    }
+  }
+  return out;
+}
+
+/** Validate and normalise a migration request document (already parsed from JSON or YAML). */
+export function parseMigrationRequest(input: unknown, defaults?: IssueDefaults): MigrationRequest {
+  const doc = validate(requestSchema, input, 'migration request');
+  const peak = toResources(doc.peak, 'peak');
+  for (const required of ['cpu', 'memory']) {
+    if (!(required in peak)) {
+      throw new FerryError('FERRY_INVALID_REQUEST', `the migration request is not valid: peak.${required} must be declared`, {
+        problems: [{ path: `peak.${required}`, message: 'must be declared' }],
+      });
+    }
+  }
+  const names = new Set<string>();
+  const steps = doc.steps.map((step, index) => {
+    if (names.has(step.name)) {
+      throw new FerryError('FERRY_INVALID_REQUEST', `the migration request is not valid: steps.${index}.name ${step.name} is used twice`);
+    }
+    names.add(step.name);
+    return {
+      name: step.name,
+      run: step.run,
+      timeoutMs: step.timeout === undefined ? undefined : parseDuration(`steps.${index}.timeout`, step.timeout),
+    };
+  });
+  return {
+    issue: normaliseIssueRef(doc.issue, defaults),
+    tenant: doc.tenant,
+    peak,
+    steps,
+    wipe: doc.wipe,
+    snapshot: doc.snapshot ?? 'auto',
+    image: doc.image,
+    env: doc.env ?? {},
+  };
+}
+
+export interface TenantInput {
+  readonly steadyState: Resources;
+  readonly data?: string | undefined;
+}
+
+export function parseTenantInput(input: unknown): TenantInput {
+  const doc = validate(tenantSchema, input, 'tenant');
+  return { steadyState: toResources(doc.steadyState, 'steadyState'), data: doc.data };
+}
