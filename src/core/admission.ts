@@ -31,10 +31,11 @@ export function admit(input: {
   }
 
   for (const [dimension, value] of Object.entries(peak)) {
-    const steady = tenant ? tenant.steadyState[dimension] : undefined;
+    // Own properties only: a dimension named like an Object.prototype member must not find one.
+    const steady = tenant ? own(tenant.steadyState, dimension) : undefined;
     // Compare in bigint: 2 * steady may pass Number.MAX_SAFE_INTEGER.
     const cap = steady === undefined ? null : BigInt(steady) * BigInt(PEAK_FACTOR);
-    const available = capacity[dimension];
+    const available = own(capacity, dimension);
     let ok = true;
     if (tenant && steady === undefined) {
       ok = false;
@@ -85,6 +86,10 @@ export function admit(input: {
     reasons,
     at: input.now.toISOString(),
   };
+}
+
+function own(r: Resources, key: string): number | undefined {
+  return Object.hasOwn(r, key) ? r[key] : undefined;
 }
 
 function capNumber(cap: bigint): number {

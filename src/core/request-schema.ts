@@ -65,7 +65,8 @@ export function validate<T>(schema: z.ZodType<T>, input: unknown, what: string):
   if (result.success) return result.data;
   const problems: FieldProblem[] = result.error.issues.slice(0, 20).map((issue) => ({
     path: issue.path.map(String).join('.') || '(document)',
-    message: issue.message,
+    // zod reports a bad record key as "Invalid key in record"; the reason is in its nested issue.
+    message: issue.code === 'invalid_key' && issue.issues[0] ? `${issue.issues[0].message} (${String(issue.path.at(-1))})` : issue.message,
   }));
   const summary = problems.map((p) => `${p.path}: ${p.message}`).join('; ');
   throw new FerryError('FERRY_INVALID_REQUEST', `the ${what} is not valid: ${summary}`, { problems });
@@ -101,18 +102,16 @@ export function parseMigrationRequest(input: unknown, defaults?: IssueDefaults):
   }
   const names = new Set<string>();
   const steps = doc.steps.map((step, index) => {
-    if (names.has(step.name)) {
-      throw new FerryError('FERRY_INVALID_REQUEST', `the migration request is not valid: steps.${index}.name ${step.name} is used twice`);
-    }
+    if (names.has(step.name)) throw fieldError(`steps.${index}.name`, `${step.name} is used twice; step names must be unique`);
     names.add(step.name);
     return {
       name: step.name,
       run: step.run,
-      timeoutMs: step.timeout === undefined ? undefined : parseDuration(`steps.${index}.timeout`, step.timeout),
+      timeoutMs: step.timeout === undefined ? undefined : asField(`steps.${index}.timeout`, () => parseDuration(`steps.${index}.timeout`, step.timeout as string | number)),
     };
   });
   return {
-    issue: normaliseIssueRef(doc.issue, defaults),
+    issue: asField('issue', () => normaliseIssueRef(doc.issue, defaults)),
     tenant: doc.tenant,
     peak,
     steps,
@@ -121,6 +120,22 @@ export function parseMigrationRequest(input: unknown, defaults?: IssueDefaults):
     image: doc.image,
     env: doc.env ?? {},
   };
+}
+
+function fieldError(path: string, message: string): FerryError {
+  return new FerryError('FERRY_INVALID_REQUEST', `the migration request is not valid: ${path}: ${message}`, { problems: [{ path, message }] });
+}
+
+/** Run a field's own parser, turning its error into one that names the field in `problems`. */
+function asField<T>(path: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof FerryError) {
+      throw new FerryError('FERRY_INVALID_REQUEST', `the migration request is not valid: ${err.message}`, { problems: [{ path, message: err.message }] });
+    }
+    throw err;
+  }
 }
 
 export interface TenantInput {

@@ -28,7 +28,7 @@ export interface SchedulingInput {
 }
 
 export function decideStarts(input: SchedulingInput): string[] {
-  const used: Record<string, number> = { ...input.inUse };
+  const used = new Map<string, number>(Object.entries(input.inUse));
   const taken = new Set<string>();
   const starts: string[] = [];
   const byAge = [...input.queued].sort((a, b) => a.seq - b.seq);
@@ -36,20 +36,19 @@ export function decideStarts(input: SchedulingInput): string[] {
     if (taken.has(m.tenant)) continue;
     const holder = input.holders.get(m.tenant);
     if (holder !== undefined && holder !== m.id) continue;
-    // The holder of a tenant goes before anything else of that tenant, even if it is younger.
-    if (holder === undefined && byAge.some((o) => o.tenant === m.tenant && input.holders.get(o.tenant) === o.id)) continue;
     taken.add(m.tenant);
     if (!fits(m.peak, used, input.capacity)) continue;
-    for (const [d, v] of Object.entries(m.peak)) used[d] = (used[d] ?? 0) + v;
+    for (const [d, v] of Object.entries(m.peak)) used.set(d, (used.get(d) ?? 0) + v);
     starts.push(m.id);
   }
   return starts;
 }
 
-function fits(peak: Resources, used: Resources, capacity: Resources): boolean {
+function fits(peak: Resources, used: ReadonlyMap<string, number>, capacity: Resources): boolean {
   for (const [d, v] of Object.entries(peak)) {
-    const cap = capacity[d];
-    if (cap !== undefined && (used[d] ?? 0) + v > cap) return false;
+    // Own properties only: a dimension named like an Object.prototype member has no capacity.
+    const cap = Object.hasOwn(capacity, d) ? capacity[d] : undefined;
+    if (cap !== undefined && (used.get(d) ?? 0) + v > cap) return false;
   }
   return true;
 }
