@@ -95,8 +95,10 @@ export interface Substrate {
   /** Start one step as a one-shot job with hard limits. Resolves once the job is started and findable by its ref. */
   start(spec: StepSpec, ref: string): Promise<void>;
   /**
-   * Follow a job to its end: every output line is passed to `onLine` (from the step's first line,
-   * also after a re-attach), then its result. A job that cannot be found resolves with cause `lost`.
+   * Follow a job to its end: its output lines are passed to `onLine` from the step's first line,
+   * also after a re-attach (a substrate may pass only the `::ferry::` lines, the only ones the
+   * runner reads; the full output is in the log file), then its result. A job that cannot be found
+   * resolves with cause `lost`.
    */
   watch(ref: string, onLine: (line: string) => void): Promise<StepResult>;
   /** Ask a running job to stop; its watch then resolves with cause `cancelled`. Idempotent. */

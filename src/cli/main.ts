@@ -1,0 +1,279 @@
+/**
+ * The `ferry` command: `serve` runs the service; every other command wraps the HTTP API.
+ * Exit codes: 0 ok, 2 usage (bad flags or a bad document), 3 rejected by the admission rule,
+ * 4 wrong state, 1 anything else.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { clientSettings, compileConfig, type RawOptions } from '../config.ts';
+import { FerryError } from '../core/errors.ts';
+import { formatQuantity } from '../core/quantity.ts';
+import type { Verdict } from '../core/types.ts';
+import { installSignalHandlers } from '../signals.ts';
+import { startService } from '../service.ts';
+import { ApiError, FerryClient } from './client.ts';
+import { table, verdictTable } from './format.ts';
+
+export const EXIT = { ok: 0, failure: 1, usage: 2, rejected: 3, wrongState: 4 } as const;
+
+interface GlobalFlags {
+  url?: string;
+  token?: string;
+  dataDir?: string;
+  json?: boolean;
+}
+
+const program = new Command('ferry')
+  .description('Ferry: the one-shot migration job runner')
+  .option('--url <url>', 'Ferry server (default: FERRY_URL, or the embedded server in the data folder)')
+  .option('--token <token>', 'API token (default: FERRY_TOKEN, or <data-dir>/token)')
+  .option('--data-dir <dir>', 'embedded data folder (default: FERRY_DATA_DIR or ./.ferry)')
+  .option('--json', 'print JSON for scripts')
+  .exitOverride()
+  .showHelpAfterError();
+
+function client(): { api: FerryClient; flags: GlobalFlags } {
+  const flags = program.opts<GlobalFlags>();
+  const settings = clientSettings({ ...(flags.url ? { url: flags.url } : {}), ...(flags.token ? { token: flags.token } : {}), ...(flags.dataDir ? { dataDir: flags.dataDir } : {}) });
+  return { api: new FerryClient(settings.url, settings.token), flags };
+}
+
+function print(flags: GlobalFlags, value: unknown, human: () => string): void {
+  process.stdout.write(`${flags.json ? JSON.stringify(value, null, 2) : human()}\n`);
+}
+
+function readDocument(file: string): { yaml?: string; json?: unknown } {
+  let text: string;
+  try {
+    text = readFileSync(file === '-' ? 0 : file, 'utf8');
+  } catch (err) {
+    throw new FerryError('FERRY_INVALID_REQUEST', `cannot read ${file}: ${(err as Error).message}`);
+  }
+  return file.endsWith('.json') ? { json: safeJson(text, file) } : { yaml: text };
+}
+
+function safeJson(text: string, file: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new FerryError('FERRY_INVALID_REQUEST', `${file} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+type MigrationView = {
+  id: string;
+  issue: string;
+  tenant: string;
+  state: string;
+  attempts: number | unknown[];
+  heldCause?: string | null;
+  heldDetail?: string | null;
+  progress?: { done: number; total: number } | null;
+  checkpoint?: { step: number; text: string } | null;
+  limitsEnforced?: boolean | null;
+  actions?: Record<string, string> | null;
+  events?: Array<{ at: string; actor: string; kind: string; from: string | null; to: string | null; reason: string | null }>;
+  artifacts?: Array<{ kind: string; ref: string; state: string }>;
+  updatedAt: string;
+};
+
+program
+  .command('serve')
+  .description('run the Ferry service (API, scheduler, supervisor)')
+  .option('--host <host>', 'listen address (default 127.0.0.1)')
+  .option('--port <port>', 'listen port (default 7070)')
+  .option('--config <file>', 'YAML config file (default: FERRY_CONFIG, or <data-dir>/ferry.yaml)')
+  .addOption(new Option('--substrate <kind>', 'where jobs run').choices(['process', 'container']))
+  .option('--database-url <url>', 'PostgreSQL connection string (default: SQLite in the data folder)')
+  .option('--capacity-cpu <quantity>', 'cpu this node offers migrations (default: all cores)')
+  .option('--capacity-memory <quantity>', 'memory this node offers migrations (default: all memory)')
+  .action(async (opts: { host?: string; port?: string; config?: string; substrate?: string; databaseUrl?: string; capacityCpu?: string; capacityMemory?: string }) => {
+    const flags = program.opts<GlobalFlags>();
+    const raw: RawOptions = {
+      ...(opts.host ? { host: opts.host } : {}),
+      ...(opts.port ? { port: opts.port } : {}),
+      ...(flags.dataDir ? { dataDir: flags.dataDir } : {}),
+      ...(opts.substrate ? { substrate: opts.substrate } : {}),
+      ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+      ...(opts.capacityCpu || opts.capacityMemory
+        ? { capacity: { ...(opts.capacityCpu ? { cpu: opts.capacityCpu } : {}), ...(opts.capacityMemory ? { memory: opts.capacityMemory } : {}) } }
+        : {}),
+    };
+    const config = compileConfig({ flags: raw, ...(opts.config ? { configPath: opts.config } : {}) });
+    const service = await startService(config);
+    installSignalHandlers(service.stop);
+  });
+
+const tenant = program.command('tenant').description('register and list tenants');
+tenant
+  .command('put <id>')
+  .description('register a tenant or change its steady-state (admin)')
+  .requiredOption('--cpu <quantity>', 'steady-state cpu, e.g. 500m')
+  .requiredOption('--memory <quantity>', 'steady-state memory, e.g. 1Gi')
+  .option('--data <location>', 'tenant data: folder (process) or volume (container)')
+  .action(async (id: string, opts: { cpu: string; memory: string; data?: string }) => {
+    const { api, flags } = client();
+    const t = await api.request<{ id: string; steadyState: Record<string, number>; data: string }>('PUT', `/v1/tenants/${encodeURIComponent(id)}`, {
+      json: { steadyState: { cpu: opts.cpu, memory: opts.memory }, ...(opts.data ? { data: opts.data } : {}) },
+    });
+    print(flags, t, () => `tenant ${t.id}: steady-state ${describeResources(t.steadyState)}, data ${t.data}`);
+  });
+tenant
+  .command('ls')
+  .description('list tenants')
+  .action(async () => {
+    const { api, flags } = client();
+    const list = await api.request<Array<{ id: string; steadyState: Record<string, number>; data: string }>>('GET', '/v1/tenants');
+    print(flags, list, () => table(['TENANT', 'STEADY-STATE', 'DATA'], list.map((t) => [t.id, describeResources(t.steadyState), t.data])));
+  });
+
+program
+  .command('check <file>')
+  .description('check a request document against the admission rule; changes nothing (exit 3 when rejected)')
+  .action(async (file: string) => {
+    const { api, flags } = client();
+    const r = await api.request<{ ok: boolean; verdict: Verdict }>('POST', '/v1/migrations/check', readDocument(file));
+    print(flags, r, () => `${verdictTable(r.verdict)}\n\nadmitted: the peak is within 2x the tenant's steady-state`);
+  });
+
+program
+  .command('file <file>')
+  .description('file a migration request (exit 3 when rejected)')
+  .action(async (file: string) => {
+    const { api, flags } = client();
+    const m = await api.request<MigrationView & { verdict: Verdict }>('POST', '/v1/migrations', readDocument(file));
+    print(flags, m, () => `${verdictTable(m.verdict)}\n\nfiled ${m.id} (${m.state}) on ${m.issue}; approve it with: ferry approve ${m.id}`);
+  });
+
+program
+  .command('approve <id>')
+  .description('approve a filed migration; the admission gate runs again (operator)')
+  .action(async (id: string) => {
+    const { api, flags } = client();
+    const m = await api.request<MigrationView>('POST', `/v1/migrations/${encodeURIComponent(id)}/approve`, { json: {} });
+    print(flags, m, () => `${m.id} approved and ${m.state}`);
+  });
+
+program
+  .command('ls')
+  .description('list migrations')
+  .option('--tenant <id>')
+  .option('--state <states>', 'comma-separated states')
+  .option('--issue <ref>')
+  .action(async (opts: { tenant?: string; state?: string; issue?: string }) => {
+    const { api, flags } = client();
+    const q = new URLSearchParams();
+    if (opts.tenant) q.set('tenant', opts.tenant);
+    if (opts.state) q.set('state', opts.state);
+    if (opts.issue) q.set('issue', opts.issue);
+    const list = await api.request<MigrationView[]>('GET', `/v1/migrations${q.size ? `?${q}` : ''}`);
+    print(flags, list, () =>
+      table(
+        ['ID', 'TENANT', 'STATE', 'ATTEMPTS', 'ISSUE', 'UPDATED'],
+        list.map((m) => [m.id, m.tenant, m.state + (m.heldCause ? ` (${m.heldCause})` : ''), String(m.attempts), m.issue, m.updatedAt]),
+      ),
+    );
+  });
+
+program
+  .command('show <id>')
+  .description('show a migration: state, attempts, events, artifacts, and what each action would do')
+  .action(async (id: string) => {
+    const { api, flags } = client();
+    const m = await api.request<MigrationView>('GET', `/v1/migrations/${encodeURIComponent(id)}`);
+    print(flags, m, () => {
+      const lines = [`${m.id}  ${m.state}  tenant ${m.tenant}  issue ${m.issue}`];
+      if (m.heldDetail) lines.push(`held: ${m.heldCause} — ${m.heldDetail}`);
+      if (m.progress) lines.push(`progress: ${m.progress.done}/${m.progress.total}`);
+      if (m.checkpoint) lines.push(`checkpoint (step ${m.checkpoint.step + 1}): ${m.checkpoint.text}`);
+      if (m.limitsEnforced === false) lines.push('limits: NOT enforced on this substrate');
+      if (m.actions) lines.push('', 'actions:', ...Object.entries(m.actions).map(([a, d]) => `  ${a.padEnd(15)} ${d}`));
+      if (m.events?.length) lines.push('', table(['AT', 'ACTOR', 'EVENT', 'FROM', 'TO', 'REASON'], m.events.map((e) => [e.at, e.actor, e.kind, e.from ?? '', e.to ?? '', e.reason ?? ''])));
+      if (m.artifacts?.length) lines.push('', table(['ARTIFACT', 'STATE', 'REF'], m.artifacts.map((a) => [a.kind, a.state, a.ref])));
+      return lines.join('\n');
+    });
+  });
+
+program
+  .command('logs <id>')
+  .description("print an attempt's log (default: the latest)")
+  .option('--attempt <n>')
+  .option('-f, --follow', 'keep printing until the attempt ends')
+  .action(async (id: string, opts: { attempt?: string; follow?: boolean }) => {
+    const { api } = client();
+    const q = new URLSearchParams();
+    if (opts.attempt) q.set('attempt', opts.attempt);
+    if (opts.follow) q.set('follow', 'true');
+    const res = await api.raw('GET', `/v1/migrations/${encodeURIComponent(id)}/logs${q.size ? `?${q}` : ''}`);
+    if (!res.ok) throw new ApiError(res.status, (await res.json().catch(() => ({}))) as Record<string, unknown>);
+    if (!res.body) return;
+    for await (const chunk of res.body) process.stdout.write(chunk);
+  });
+
+program
+  .command('act <id> <action>')
+  .description('recover a held migration: wipe-and-retry | resume | accept-partial | abandon (operator)')
+  .requiredOption('--reason <text>', 'why, for the history')
+  .action(async (id: string, action: string, opts: { reason: string }) => {
+    const { api, flags } = client();
+    const m = await api.request<MigrationView>('POST', `/v1/migrations/${encodeURIComponent(id)}/actions`, { json: { action, reason: opts.reason } });
+    print(flags, m, () => `${m.id}: ${action} → ${m.state}`);
+  });
+
+program
+  .command('cancel <id>')
+  .description('cancel a migration; a running attempt is stopped first (operator)')
+  .option('--reason <text>')
+  .action(async (id: string, opts: { reason?: string }) => {
+    const { api, flags } = client();
+    const m = await api.request<MigrationView>('POST', `/v1/migrations/${encodeURIComponent(id)}/cancel`, { json: opts.reason ? { reason: opts.reason } : {} });
+    print(flags, m, () => `${m.id} ${m.state}`);
+  });
+
+program
+  .command('close-issue <ref>')
+  .description('close an issue: cancel its migrations and remove every per-job artifact (operator)')
+  .action(async (ref: string) => {
+    const { api, flags } = client();
+    const r = await api.request<{ issue: string; cancelled: string[]; removed: Array<{ migrationId: string; kind: string; ref: string }> }>(
+      'POST',
+      `/v1/issues/${encodeURIComponent(ref)}/close`,
+      { json: {} },
+    );
+    print(flags, r, () =>
+      [`issue ${r.issue} closed; cancelled ${r.cancelled.length}, removed ${r.removed.length} artifact(s)`, ...(r.removed.length ? ['', table(['MIGRATION', 'KIND', 'REF'], r.removed.map((a) => [a.migrationId, a.kind, a.ref]))] : [])].join('\n'),
+    );
+  });
+
+function describeResources(r: Record<string, number>): string {
+  return Object.entries(r)
+    .map(([d, v]) => `${d}=${formatQuantity(d, v)}`)
+    .join(' ');
+}
+
+function exitCodeFor(err: unknown): number {
+  if (err instanceof ApiError) {
+    if (err.code === 'FERRY_REJECTED') return EXIT.rejected;
+    if (err.status === 409) return EXIT.wrongState;
+    if (err.code === 'FERRY_INVALID_REQUEST' || err.code === 'FERRY_BAD_REQUEST' || err.status === 413 || err.status === 415) return EXIT.usage;
+    return EXIT.failure;
+  }
+  if (err instanceof FerryError) return err.code === 'FERRY_INVALID_REQUEST' ? EXIT.usage : EXIT.failure;
+  return EXIT.failure;
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  } else {
+    const flags = program.opts<GlobalFlags>();
+    if (err instanceof ApiError && err.code === 'FERRY_REJECTED' && !flags.json && err.body.verdict) {
+      process.stderr.write(`${verdictTable(err.body.verdict as Verdict)}\n\n`);
+    }
+    if (flags.json && err instanceof ApiError) process.stdout.write(`${JSON.stringify(err.body, null, 2)}\n`);
+    process.stderr.write(`ferry: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = exitCodeFor(err);
+  }
+}

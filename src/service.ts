@@ -1,0 +1,88 @@
+/**
+ * Ferry as a service: store + substrate + runner + HTTP API, with an explicit start()/stop().
+ * stop() drains HTTP, stops scheduling and watching, and closes the store; it never stops a job.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildApi } from './api/app.ts';
+import { loadTokens } from './api/auth.ts';
+import type { FerryConfig } from './config.ts';
+import { Runner } from './runner/runner.ts';
+import { openPostgresStore, openSqliteStore } from './store/open-store.ts';
+import type { Store } from './store/store.ts';
+import { ProcessSubstrate } from './substrates/process/process-substrate.ts';
+import type { Substrate } from './substrates/substrate.ts';
+
+export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+
+export const consoleLog: LogFn = (level, msg, fields) => {
+  const line = JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields });
+  if (level === 'info') process.stdout.write(`${line}\n`);
+  else process.stderr.write(`${line}\n`);
+};
+
+export interface FerryService {
+  readonly url: string;
+  readonly runner: Runner;
+  readonly store: Store;
+  readonly app: FastifyInstance;
+  stop(): Promise<void>;
+}
+
+export async function createSubstrate(config: FerryConfig): Promise<Substrate> {
+  if (config.substrate === 'container') {
+    const { ContainerSubstrate } = await import('./substrates/container/container-substrate.ts');
+    return new ContainerSubstrate({
+      socketPath: config.dockerSocket,
+      dataDir: config.dataDir,
+      ...(config.capacity ? { capacity: config.capacity } : {}),
+      ...(config.defaultImage ? { defaultImage: config.defaultImage } : {}),
+    });
+  }
+  return new ProcessSubstrate({ dataDir: config.dataDir, capacity: config.capacity ?? undefined, cgroups: config.cgroups });
+}
+
+export async function startService(config: FerryConfig, log: LogFn = consoleLog): Promise<FerryService> {
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const tokens = loadTokens(config.dataDir, config.tokensFile);
+  const store = config.databaseUrl ? await openPostgresStore(config.databaseUrl) : await openSqliteStore(join(config.dataDir, 'ferry.db'));
+  let substrate: Substrate | null = null;
+  try {
+    substrate = await createSubstrate(config);
+    await substrate.init();
+    const runner = new Runner({
+      store,
+      substrate,
+      logsDir: join(config.dataDir, 'logs'),
+      tenantsDir: config.substrate === 'process' ? join(config.dataDir, 'tenants') : undefined,
+      capacity: config.capacity ?? undefined,
+      issueDefaults: config.issueDefaults ?? undefined,
+      log,
+    });
+    await runner.start();
+    const app = buildApi({ runner, tokens, bodyLimit: config.bodyLimit, log });
+    const address = await app.listen({ host: config.host, port: config.port });
+    const url = address.replace('[::1]', 'localhost');
+    writeFileSync(join(config.dataDir, 'server-url'), `${url}\n`);
+    const limits = substrate.limits();
+    log('info', `ferry listening on ${url}`, { dataDir: config.dataDir, store: store.dialect, substrate: substrate.kind, limitsEnforced: limits.enforced, limits: limits.detail });
+    const sub = substrate;
+    return {
+      url,
+      runner,
+      store,
+      app,
+      async stop() {
+        await app.close();
+        await runner.stop();
+        await sub.close();
+        await store.close();
+      },
+    };
+  } catch (err) {
+    await substrate?.close().catch(() => undefined);
+    await store.close();
+    throw err;
+  }
+}

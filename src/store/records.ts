@@ -1,0 +1,84 @@
+/** What the store hands out: rows with their JSON parsed and flags as booleans. */
+import type { FailureCause, MigrationRequest, MigrationState, Resources, Verdict } from '../core/types.ts';
+
+export interface MigrationRecord {
+  readonly id: string;
+  readonly issue: string;
+  readonly tenant: string;
+  readonly state: MigrationState;
+  readonly request: MigrationRequest;
+  readonly peak: Resources;
+  /** Attempts started so far. */
+  readonly attempts: number;
+  /** The latest verdict of admit(), with the steady-state it was computed from. */
+  readonly verdict: Verdict;
+  readonly filedBy: string;
+  /** Set by a recovery action: where the next attempt starts and how tenant data is restored first. */
+  readonly next: { readonly fromStep: number; readonly checkpoint: string | null; readonly restore: 'snapshot' | 'wipe-step' | null } | null;
+  readonly failedStep: number | null;
+  readonly heldCause: FailureCause | 'gate' | null;
+  readonly heldDetail: string | null;
+  readonly checkpoint: { readonly step: number; readonly text: string } | null;
+  readonly progress: { readonly done: number; readonly total: number } | null;
+  readonly limitsEnforced: boolean | null;
+  readonly snapshot: { readonly ref: string; readonly at: string } | null;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+export interface AttemptRecord {
+  readonly migrationId: string;
+  readonly number: number;
+  readonly fromStep: number;
+  /** The step running now or last run; null before the first step started. */
+  readonly step: number | null;
+  readonly jobRef: string | null;
+  readonly logRef: string;
+  readonly startedAt: string;
+  readonly endedAt: string | null;
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly cause: FailureCause | null;
+  readonly detail: string | null;
+}
+
+export interface EventRecord {
+  readonly id: number;
+  readonly migrationId: string;
+  readonly at: string;
+  readonly actor: string;
+  readonly kind: string;
+  readonly from: MigrationState | null;
+  readonly to: MigrationState | null;
+  readonly reason: string | null;
+  readonly detail: unknown;
+}
+
+export type ArtifactState = 'intended' | 'created' | 'removed';
+
+export interface ArtifactRecord {
+  readonly id: number;
+  readonly migrationId: string;
+  readonly issue: string;
+  readonly kind: string;
+  readonly ref: string;
+  readonly state: ArtifactState;
+  readonly recordedAt: string;
+  readonly createdAt: string | null;
+  readonly removedAt: string | null;
+}
+
+export interface TenantRecord {
+  readonly id: string;
+  readonly steadyState: Resources;
+  readonly data: string;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+export interface IssueRecord {
+  readonly ref: string;
+  readonly closedAt: string | null;
+  readonly closedBy: string | null;
+  readonly teardownDoneAt: string | null;
+}

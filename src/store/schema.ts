@@ -1,0 +1,92 @@
+/** Row types of Ferry's tables, as Kysely sees them. Timestamps are ISO-8601 text; JSON is text. */
+import type { Generated } from 'kysely';
+
+export interface TenantsTable {
+  id: string;
+  steady_state: string;
+  data: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface MigrationsTable {
+  id: string;
+  issue: string;
+  tenant: string;
+  state: string;
+  request: string;
+  peak: string;
+  attempts: number;
+  verdict: string;
+  filed_by: string;
+  next_from_step: number | null;
+  next_checkpoint: string | null;
+  next_restore: string | null;
+  failed_step: number | null;
+  held_cause: string | null;
+  held_detail: string | null;
+  checkpoint: string | null;
+  checkpoint_step: number | null;
+  progress_done: number | null;
+  progress_total: number | null;
+  limits_enforced: number | null;
+  snapshot_ref: string | null;
+  snapshot_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface AttemptsTable {
+  migration_id: string;
+  number: number;
+  from_step: number;
+  step: number | null;
+  job_ref: string | null;
+  log_ref: string;
+  started_at: string;
+  ended_at: string | null;
+  exit_code: number | null;
+  signal: string | null;
+  cause: string | null;
+  detail: string | null;
+}
+
+export interface EventsTable {
+  id: Generated<number>;
+  migration_id: string;
+  at: string;
+  actor: string;
+  kind: string;
+  from_state: string | null;
+  to_state: string | null;
+  reason: string | null;
+  detail: string | null;
+}
+
+export interface ArtifactsTable {
+  id: Generated<number>;
+  migration_id: string;
+  issue: string;
+  kind: string;
+  ref: string;
+  state: string;
+  recorded_at: string;
+  created_at: string | null;
+  removed_at: string | null;
+}
+
+export interface IssuesTable {
+  ref: string;
+  closed_at: string | null;
+  closed_by: string | null;
+  teardown_done_at: string | null;
+}
+
+export interface Database {
+  tenants: TenantsTable;
+  migrations: MigrationsTable;
+  attempts: AttemptsTable;
+  events: EventsTable;
+  artifacts: ArtifactsTable;
+  issues: IssuesTable;
+}

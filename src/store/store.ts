@@ -1,0 +1,535 @@
+/**
+ * The Store: Ferry's durable state, one Kysely implementation for SQLite (embedded default) and
+ * PostgreSQL (multi-node). Every state change is a compare-and-set that appends an event in the
+ * same transaction; losing the race is a typed FERRY_CONFLICT, never a silent overwrite.
+ */
+import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { FerryError } from '../core/errors.ts';
+import type { FailureCause, MigrationRequest, MigrationState, Resources, Verdict } from '../core/types.ts';
+import type { SqlDialect } from './dialect.ts';
+import type {
+  ArtifactRecord,
+  ArtifactState,
+  AttemptRecord,
+  EventRecord,
+  IssueRecord,
+  MigrationRecord,
+  TenantRecord,
+} from './records.ts';
+import type { AttemptsTable, Database, MigrationsTable } from './schema.ts';
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+export interface EventInput {
+  readonly actor: string;
+  readonly kind: string;
+  readonly reason?: string | null | undefined;
+  readonly detail?: unknown;
+}
+
+/** Fields of a migration a transition may change alongside its state. */
+export interface MigrationPatch {
+  attempts?: number;
+  verdict?: Verdict;
+  next?: MigrationRecord['next'];
+  failedStep?: number | null;
+  heldCause?: MigrationRecord['heldCause'];
+  heldDetail?: string | null;
+  checkpoint?: MigrationRecord['checkpoint'];
+  progress?: MigrationRecord['progress'];
+  limitsEnforced?: boolean | null;
+  snapshot?: MigrationRecord['snapshot'];
+}
+
+export interface AttemptPatch {
+  step?: number | null;
+  jobRef?: string | null;
+  endedAt?: string | null;
+  exitCode?: number | null;
+  signal?: string | null;
+  cause?: FailureCause | null;
+  detail?: string | null;
+}
+
+export interface NewMigration {
+  readonly id: string;
+  readonly issue: string;
+  readonly tenant: string;
+  readonly request: MigrationRequest;
+  readonly verdict: Verdict;
+  readonly filedBy: string;
+}
+
+export class Store {
+  readonly db: Kysely<Database>;
+  readonly dialect: SqlDialect;
+
+  constructor(db: Kysely<Database>, dialect: SqlDialect) {
+    this.db = db;
+    this.dialect = dialect;
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+
+  // ── tenants ──────────────────────────────────────────────────────────────
+
+  async putTenant(id: string, steadyState: Resources, data: string, now: Date): Promise<{ tenant: TenantRecord; created: boolean }> {
+    const at = now.toISOString();
+    return this.db.transaction().execute(async (trx) => {
+      const existing = await trx.selectFrom('tenants').select('id').where('id', '=', id).executeTakeFirst();
+      if (existing) {
+        await trx.updateTable('tenants').set({ steady_state: JSON.stringify(steadyState), data, updated_at: at }).where('id', '=', id).execute();
+      } else {
+        await trx
+          .insertInto('tenants')
+          .values({ id, steady_state: JSON.stringify(steadyState), data, created_at: at, updated_at: at })
+          .execute();
+      }
+      const row = await trx.selectFrom('tenants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+      return { tenant: tenantRecord(row), created: !existing };
+    });
+  }
+
+  async getTenant(id: string): Promise<TenantRecord | null> {
+    const row = await this.db.selectFrom('tenants').selectAll().where('id', '=', id).executeTakeFirst();
+    return row ? tenantRecord(row) : null;
+  }
+
+  async listTenants(): Promise<TenantRecord[]> {
+    const rows = await this.db.selectFrom('tenants').selectAll().orderBy('id').execute();
+    return rows.map(tenantRecord);
+  }
+
+  // ── issues ───────────────────────────────────────────────────────────────
+
+  async getIssue(ref: string): Promise<IssueRecord | null> {
+    const row = await this.db.selectFrom('issues').selectAll().where('ref', '=', ref).executeTakeFirst();
+    return row ? issueRecord(row) : null;
+  }
+
+  /** Record that an issue is closed. Returns false when it already was (closure is idempotent). */
+  async markIssueClosed(ref: string, actor: string, now: Date): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx.selectFrom('issues').selectAll().where('ref', '=', ref).executeTakeFirst();
+      if (row?.closed_at) return false;
+      if (row) {
+        await trx.updateTable('issues').set({ closed_at: now.toISOString(), closed_by: actor, teardown_done_at: null }).where('ref', '=', ref).execute();
+      } else {
+        await trx.insertInto('issues').values({ ref, closed_at: now.toISOString(), closed_by: actor, teardown_done_at: null }).execute();
+      }
+      return true;
+    });
+  }
+
+  async markTeardownDone(ref: string, now: Date): Promise<void> {
+    await this.db.updateTable('issues').set({ teardown_done_at: now.toISOString() }).where('ref', '=', ref).execute();
+  }
+
+  /** Closed issues whose teardown has not finished (a crash in the middle): resumed on start. */
+  async issuesPendingTeardown(): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('issues')
+      .select('ref')
+      .where('closed_at', 'is not', null)
+      .where('teardown_done_at', 'is', null)
+      .execute();
+    return rows.map((r) => r.ref);
+  }
+
+  // ── migrations ───────────────────────────────────────────────────────────
+
+  async insertMigration(m: NewMigration, event: EventInput, now: Date): Promise<MigrationRecord> {
+    const at = now.toISOString();
+    return this.db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('migrations')
+        .values({
+          id: m.id,
+          issue: m.issue,
+          tenant: m.tenant,
+          state: 'filed',
+          request: JSON.stringify(m.request),
+          peak: JSON.stringify(m.request.peak),
+          attempts: 0,
+          verdict: JSON.stringify(m.verdict),
+          filed_by: m.filedBy,
+          next_from_step: null,
+          next_checkpoint: null,
+          next_restore: null,
+          failed_step: null,
+          held_cause: null,
+          held_detail: null,
+          checkpoint: null,
+          checkpoint_step: null,
+          progress_done: null,
+          progress_total: null,
+          limits_enforced: null,
+          snapshot_ref: null,
+          snapshot_at: null,
+          created_at: at,
+          updated_at: at,
+        })
+        .execute();
+      await insertEvent(trx, m.id, null, 'filed', event, at);
+      return migrationRecord(await trx.selectFrom('migrations').selectAll().where('id', '=', m.id).executeTakeFirstOrThrow());
+    });
+  }
+
+  async getMigration(id: string): Promise<MigrationRecord | null> {
+    const row = await this.db.selectFrom('migrations').selectAll().where('id', '=', id).executeTakeFirst();
+    return row ? migrationRecord(row) : null;
+  }
+
+  async requireMigration(id: string): Promise<MigrationRecord> {
+    const m = await this.getMigration(id);
+    if (!m) throw new FerryError('FERRY_NOT_FOUND', `no migration ${id}; list them with ferry ls`, { id });
+    return m;
+  }
+
+  async listMigrations(filter: { tenant?: string; state?: readonly MigrationState[]; issue?: string; limit?: number } = {}): Promise<MigrationRecord[]> {
+    let q = this.db.selectFrom('migrations').selectAll();
+    if (filter.tenant !== undefined) q = q.where('tenant', '=', filter.tenant);
+    if (filter.issue !== undefined) q = q.where('issue', '=', filter.issue);
+    if (filter.state !== undefined) q = q.where('state', 'in', filter.state.length ? [...filter.state] : ['-']);
+    const rows = await q.orderBy('created_at').orderBy('id').limit(filter.limit ?? 10_000).execute();
+    return rows.map(migrationRecord);
+  }
+
+  /** Migrations holding their tenant: the same predicate as the index one_holder_per_tenant. */
+  async listHolders(): Promise<Array<{ id: string; tenant: string; state: MigrationState }>> {
+    const rows = await this.db
+      .selectFrom('migrations')
+      .select(['id', 'tenant', 'state'])
+      .where((eb) => eb.or([eb('state', 'in', ['running', 'held']), eb.and([eb('state', '=', 'queued'), eb('attempts', '>', 0)])]))
+      .execute();
+    return rows.map((r) => ({ id: r.id, tenant: r.tenant, state: r.state as MigrationState }));
+  }
+
+  /**
+   * Compare-and-set: move migration `id` from `from` to `to`, apply `patch`, append the event.
+   * Throws FERRY_CONFLICT (or FERRY_NOT_FOUND) when the migration is not in `from` any more, and
+   * FERRY_TENANT_BUSY when the move would give its tenant a second holder.
+   */
+  async transition(
+    args: { id: string; from: MigrationState | readonly MigrationState[]; to: MigrationState; patch?: MigrationPatch; event: EventInput; now: Date },
+    inTrx?: (trx: Transaction<Database>, m: MigrationRecord) => Promise<void>,
+  ): Promise<MigrationRecord> {
+    const at = args.now.toISOString();
+    const froms = typeof args.from === 'string' ? [args.from] : [...args.from];
+    try {
+      return await this.db.transaction().execute(async (trx) => {
+        const current = await trx.selectFrom('migrations').select('state').where('id', '=', args.id).executeTakeFirst();
+        if (!current) throw new FerryError('FERRY_NOT_FOUND', `no migration ${args.id}`, { id: args.id });
+        const result = await trx
+          .updateTable('migrations')
+          .set({ state: args.to, updated_at: at, ...patchColumns(args.patch ?? {}) })
+          .where('id', '=', args.id)
+          .where('state', 'in', froms)
+          .executeTakeFirst();
+        if (Number(result.numUpdatedRows) !== 1) {
+          throw new FerryError(
+            'FERRY_CONFLICT',
+            `migration ${args.id} is ${current.state}, not ${froms.join(' or ')}; it changed meanwhile, reload it and decide again`,
+            { id: args.id, state: current.state, expected: froms },
+          );
+        }
+        await insertEvent(trx, args.id, current.state as MigrationState, args.to, args.event, at);
+        const row = migrationRecord(await trx.selectFrom('migrations').selectAll().where('id', '=', args.id).executeTakeFirstOrThrow());
+        if (inTrx) await inTrx(trx, row);
+        return row;
+      });
+    } catch (err) {
+      if (isUniqueViolation(err, 'one_holder_per_tenant')) {
+        throw new FerryError('FERRY_TENANT_BUSY', `the tenant of migration ${args.id} is held by another migration; it waits until that one is final`, { id: args.id }, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** queued → running as attempt `number`, with the attempt row, in one transaction. */
+  async startAttempt(args: {
+    id: string;
+    number: number;
+    fromStep: number;
+    logRef: string;
+    limitsEnforced: boolean;
+    verdict: Verdict;
+    event: EventInput;
+    now: Date;
+  }): Promise<MigrationRecord> {
+    return this.transition(
+      {
+        id: args.id,
+        from: 'queued',
+        to: 'running',
+        patch: { attempts: args.number, limitsEnforced: args.limitsEnforced, verdict: args.verdict, heldCause: null, heldDetail: null, failedStep: null, progress: null },
+        event: args.event,
+        now: args.now,
+      },
+      async (trx, m) => {
+        if (m.attempts !== args.number) throw new FerryError('FERRY_CONFLICT', `migration ${args.id} attempt numbering changed meanwhile`);
+        await trx
+          .insertInto('attempts')
+          .values({
+            migration_id: args.id,
+            number: args.number,
+            from_step: args.fromStep,
+            step: null,
+            job_ref: null,
+            log_ref: args.logRef,
+            started_at: args.now.toISOString(),
+            ended_at: null,
+            exit_code: null,
+            signal: null,
+            cause: null,
+            detail: null,
+          })
+          .execute();
+      },
+    );
+  }
+
+  /** End attempt `number` and move its migration out of `running`, in one transaction. */
+  async finishAttempt(args: {
+    id: string;
+    number: number;
+    to: MigrationState;
+    attempt: AttemptPatch;
+    patch?: MigrationPatch;
+    event: EventInput;
+    now: Date;
+  }): Promise<MigrationRecord> {
+    return this.transition({ id: args.id, from: 'running', to: args.to, patch: args.patch ?? {}, event: args.event, now: args.now }, async (trx) => {
+      await trx
+        .updateTable('attempts')
+        .set(attemptColumns({ ...args.attempt, endedAt: args.now.toISOString() }))
+        .where('migration_id', '=', args.id)
+        .where('number', '=', args.number)
+        .execute();
+    });
+  }
+
+  /** Change fields that are not the state (checkpoint, progress, snapshot). No event. */
+  async updateMigration(id: string, patch: MigrationPatch, now: Date): Promise<void> {
+    await this.db
+      .updateTable('migrations')
+      .set({ ...patchColumns(patch), updated_at: now.toISOString() })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async appendEvent(migrationId: string, state: MigrationState, event: EventInput, now: Date): Promise<void> {
+    await insertEvent(this.db, migrationId, state, state, event, now.toISOString());
+  }
+
+  // ── attempts and events ──────────────────────────────────────────────────
+
+  async updateAttempt(migrationId: string, number: number, patch: AttemptPatch): Promise<void> {
+    const set = attemptColumns(patch);
+    if (Object.keys(set).length === 0) return;
+    await this.db.updateTable('attempts').set(set).where('migration_id', '=', migrationId).where('number', '=', number).execute();
+  }
+
+  async listAttempts(migrationId: string): Promise<AttemptRecord[]> {
+    const rows = await this.db.selectFrom('attempts').selectAll().where('migration_id', '=', migrationId).orderBy('number').execute();
+    return rows.map(attemptRecord);
+  }
+
+  async getAttempt(migrationId: string, number: number): Promise<AttemptRecord | null> {
+    const row = await this.db
+      .selectFrom('attempts')
+      .selectAll()
+      .where('migration_id', '=', migrationId)
+      .where('number', '=', number)
+      .executeTakeFirst();
+    return row ? attemptRecord(row) : null;
+  }
+
+  async listEvents(migrationId: string): Promise<EventRecord[]> {
+    const rows = await this.db.selectFrom('events').selectAll().where('migration_id', '=', migrationId).orderBy('id').execute();
+    return rows.map((r) => ({
+      id: Number(r.id),
+      migrationId: r.migration_id,
+      at: r.at,
+      actor: r.actor,
+      kind: r.kind,
+      from: r.from_state as MigrationState | null,
+      to: r.to_state as MigrationState | null,
+      reason: r.reason,
+      detail: r.detail === null ? null : JSON.parse(r.detail),
+    }));
+  }
+
+  // ── artifacts ────────────────────────────────────────────────────────────
+
+  /** Record an artifact before it is created (intent first). Idempotent per (kind, ref). */
+  async recordArtifact(a: { migrationId: string; issue: string; kind: string; ref: string }, now: Date): Promise<ArtifactRecord> {
+    const existing = await this.db.selectFrom('artifacts').selectAll().where('kind', '=', a.kind).where('ref', '=', a.ref).executeTakeFirst();
+    if (existing) return artifactRecord(existing);
+    await this.db
+      .insertInto('artifacts')
+      .values({ migration_id: a.migrationId, issue: a.issue, kind: a.kind, ref: a.ref, state: 'intended', recorded_at: now.toISOString(), created_at: null, removed_at: null })
+      .execute();
+    return artifactRecord(await this.db.selectFrom('artifacts').selectAll().where('kind', '=', a.kind).where('ref', '=', a.ref).executeTakeFirstOrThrow());
+  }
+
+  async markArtifact(id: number, state: Exclude<ArtifactState, 'intended'>, now: Date): Promise<void> {
+    const at = now.toISOString();
+    await this.db
+      .updateTable('artifacts')
+      .set(state === 'created' ? { state, created_at: at } : { state, removed_at: at })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async listArtifacts(filter: { migrationId?: string; issue?: string; present?: boolean }): Promise<ArtifactRecord[]> {
+    let q = this.db.selectFrom('artifacts').selectAll();
+    if (filter.migrationId !== undefined) q = q.where('migration_id', '=', filter.migrationId);
+    if (filter.issue !== undefined) q = q.where('issue', '=', filter.issue);
+    if (filter.present) q = q.where('state', '!=', 'removed');
+    const rows = await q.orderBy('id').execute();
+    return rows.map(artifactRecord);
+  }
+
+  /** Storage engine self-check (SQLite integrity_check; PostgreSQL answers a query). */
+  async integrityCheck(): Promise<string> {
+    if (this.dialect === 'sqlite') {
+      const r = await sql<{ integrity_check: string }>`PRAGMA integrity_check`.execute(this.db);
+      return r.rows.map((row) => row.integrity_check).join('; ');
+    }
+    await sql`SELECT 1`.execute(this.db);
+    return 'ok';
+  }
+}
+
+async function insertEvent(db: Db, migrationId: string, from: MigrationState | null, to: MigrationState | null, e: EventInput, at: string): Promise<void> {
+  await db
+    .insertInto('events')
+    .values({
+      migration_id: migrationId,
+      at,
+      actor: e.actor,
+      kind: e.kind,
+      from_state: from,
+      to_state: to,
+      reason: e.reason ?? null,
+      detail: e.detail === undefined ? null : JSON.stringify(e.detail),
+    })
+    .execute();
+}
+
+function attemptColumns(patch: AttemptPatch): Partial<AttemptsTable> {
+  const set: Partial<AttemptsTable> = {};
+  if (patch.step !== undefined) set.step = patch.step;
+  if (patch.jobRef !== undefined) set.job_ref = patch.jobRef;
+  if (patch.endedAt !== undefined) set.ended_at = patch.endedAt;
+  if (patch.exitCode !== undefined) set.exit_code = patch.exitCode;
+  if (patch.signal !== undefined) set.signal = patch.signal;
+  if (patch.cause !== undefined) set.cause = patch.cause;
+  if (patch.detail !== undefined) set.detail = patch.detail;
+  return set;
+}
+
+function patchColumns(p: MigrationPatch): Partial<MigrationsTable> {
+  const set: Partial<MigrationsTable> = {};
+  if (p.attempts !== undefined) set.attempts = p.attempts;
+  if (p.verdict !== undefined) set.verdict = JSON.stringify(p.verdict);
+  if (p.next !== undefined) {
+    set.next_from_step = p.next?.fromStep ?? null;
+    set.next_checkpoint = p.next?.checkpoint ?? null;
+    set.next_restore = p.next?.restore ?? null;
+  }
+  if (p.failedStep !== undefined) set.failed_step = p.failedStep;
+  if (p.heldCause !== undefined) set.held_cause = p.heldCause;
+  if (p.heldDetail !== undefined) set.held_detail = p.heldDetail;
+  if (p.checkpoint !== undefined) {
+    set.checkpoint = p.checkpoint?.text ?? null;
+    set.checkpoint_step = p.checkpoint?.step ?? null;
+  }
+  if (p.progress !== undefined) {
+    set.progress_done = p.progress?.done ?? null;
+    set.progress_total = p.progress?.total ?? null;
+  }
+  if (p.limitsEnforced !== undefined) set.limits_enforced = p.limitsEnforced === null ? null : p.limitsEnforced ? 1 : 0;
+  if (p.snapshot !== undefined) {
+    set.snapshot_ref = p.snapshot?.ref ?? null;
+    set.snapshot_at = p.snapshot?.at ?? null;
+  }
+  return set;
+}
+
+function isUniqueViolation(err: unknown, index: string): boolean {
+  if (!(err instanceof Error)) return false;
+  const e = err as Error & { code?: string; constraint?: string };
+  if (e.code === '23505') return e.constraint === index; // PostgreSQL
+  // SQLite names the columns, not the index; `tenant` is unique only through one_holder_per_tenant.
+  return e.code === 'SQLITE_CONSTRAINT_UNIQUE' && e.message.includes('migrations.tenant');
+}
+
+function migrationRecord(r: Selectable<MigrationsTable>): MigrationRecord {
+  return {
+    id: r.id,
+    issue: r.issue,
+    tenant: r.tenant,
+    state: r.state as MigrationState,
+    request: JSON.parse(r.request) as MigrationRequest,
+    peak: JSON.parse(r.peak) as Resources,
+    attempts: Number(r.attempts),
+    verdict: JSON.parse(r.verdict) as Verdict,
+    filedBy: r.filed_by,
+    next:
+      r.next_from_step === null
+        ? null
+        : { fromStep: Number(r.next_from_step), checkpoint: r.next_checkpoint, restore: r.next_restore as 'snapshot' | 'wipe-step' | null },
+    failedStep: r.failed_step === null ? null : Number(r.failed_step),
+    heldCause: r.held_cause as MigrationRecord['heldCause'],
+    heldDetail: r.held_detail,
+    checkpoint: r.checkpoint === null ? null : { step: Number(r.checkpoint_step), text: r.checkpoint },
+    progress: r.progress_done === null ? null : { done: Number(r.progress_done), total: Number(r.progress_total) },
+    limitsEnforced: r.limits_enforced === null ? null : Number(r.limits_enforced) === 1,
+    snapshot: r.snapshot_ref === null ? null : { ref: r.snapshot_ref, at: r.snapshot_at ?? '' },
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+function attemptRecord(r: Selectable<AttemptsTable>): AttemptRecord {
+  return {
+    migrationId: r.migration_id,
+    number: Number(r.number),
+    fromStep: Number(r.from_step),
+    step: r.step === null ? null : Number(r.step),
+    jobRef: r.job_ref,
+    logRef: r.log_ref,
+    startedAt: r.started_at,
+    endedAt: r.ended_at,
+    exitCode: r.exit_code === null ? null : Number(r.exit_code),
+    signal: r.signal,
+    cause: r.cause as FailureCause | null,
+    detail: r.detail,
+  };
+}
+
+function tenantRecord(r: Selectable<Database['tenants']>): TenantRecord {
+  return { id: r.id, steadyState: JSON.parse(r.steady_state) as Resources, data: r.data, createdAt: r.created_at, updatedAt: r.updated_at };
+}
+
+function issueRecord(r: Selectable<Database['issues']>): IssueRecord {
+  return { ref: r.ref, closedAt: r.closed_at, closedBy: r.closed_by, teardownDoneAt: r.teardown_done_at };
+}
+
+function artifactRecord(r: Selectable<Database['artifacts']>): ArtifactRecord {
+  return {
+    id: Number(r.id),
+    migrationId: r.migration_id,
+    issue: r.issue,
+    kind: r.kind,
+    ref: r.ref,
+    state: r.state as ArtifactState,
+    recordedAt: r.recorded_at,
+    createdAt: r.created_at,
+    removedAt: r.removed_at,
+  };
+}

@@ -1,0 +1,179 @@
+/**
+ * Hard limits for local processes through Linux cgroups: v2 (unified) where the machine has it
+ * with the memory controller, v1 (memory, cpu, pids hierarchies) otherwise. Ferry makes one cgroup
+ * per step job under `<own cgroup>/ferry` and the supervisor's child joins it before exec.
+ */
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Resources } from '../../core/types.ts';
+
+export interface JobCgroups {
+  /** `cgroup.procs` files the job joins. */
+  readonly procs: readonly string[];
+  /** The file with `oom_kill N`: memory.events (v2) or memory.oom_control (v1). */
+  readonly oomFile: string | null;
+  /** Directories to remove when the job is gone. */
+  readonly dirs: readonly string[];
+}
+
+export interface CgroupDriver {
+  readonly version: 'v1' | 'v2';
+  readonly detail: string;
+  create(name: string, limits: Resources): JobCgroups;
+}
+
+const ROOT = '/sys/fs/cgroup';
+/** CFS period used for cpu quotas; a longer one for small quotas, since the kernel's minimum quota is 1 ms. */
+const PERIOD_US = 100_000;
+const LONG_PERIOD_US = 1_000_000;
+
+/** Find a writable cgroup hierarchy, or explain why there is none. */
+export function detectCgroups(): CgroupDriver | { readonly error: string } {
+  try {
+    const lines = readFileSync('/proc/self/cgroup', 'utf8').trim().split('\n');
+    if (existsSync(join(ROOT, 'cgroup.controllers'))) {
+      const own = lines.find((l) => l.startsWith('0::'))?.slice(3) ?? '/';
+      return v2Driver(own);
+    }
+    const memOwn = ownPath(lines, 'memory');
+    if (memOwn === null || !existsSync(join(ROOT, 'memory'))) return { error: 'no cgroup v1 memory hierarchy at /sys/fs/cgroup/memory' };
+    return v1Driver(memOwn, ownPath(lines, 'cpu'), ownPath(lines, 'pids'));
+  } catch (err) {
+    return { error: `cannot read cgroups: ${(err as Error).message}` };
+  }
+}
+
+function ownPath(lines: readonly string[], controller: string): string | null {
+  for (const line of lines) {
+    const [, controllers = '', path = ''] = line.split(':');
+    if (controllers.split(',').includes(controller)) return path;
+  }
+  return null;
+}
+
+function v1Driver(memOwn: string, cpuOwn: string | null, pidsOwn: string | null): CgroupDriver | { error: string } {
+  const memBase = join(ROOT, 'memory', memOwn, 'ferry');
+  const cpuMount = ['cpu', 'cpu,cpuacct'].map((m) => join(ROOT, m)).find((p) => existsSync(join(p, 'cpu.cfs_quota_us')));
+  const cpuBase = cpuMount && cpuOwn !== null ? join(cpuMount, cpuOwn, 'ferry') : null;
+  const pidsBase = pidsOwn !== null && existsSync(join(ROOT, 'pids')) ? join(ROOT, 'pids', pidsOwn, 'ferry') : null;
+  try {
+    mkdirSync(memBase, { recursive: true });
+    if (cpuBase) mkdirSync(cpuBase, { recursive: true });
+    if (pidsBase) mkdirSync(pidsBase, { recursive: true });
+  } catch (err) {
+    return { error: `cgroup v1 is not writable here (${(err as Error).message})` };
+  }
+  return {
+    version: 'v1',
+    detail: `cgroup v1 under ${memBase}${cpuBase ? ` and ${cpuBase}` : ' (no cpu controller: cpu not limited)'}`,
+    create(name, limits) {
+      const dirs: string[] = [];
+      const procs: string[] = [];
+      const mem = join(memBase, name);
+      mkdirSync(mem);
+      dirs.push(mem);
+      procs.push(join(mem, 'cgroup.procs'));
+      if (limits.memory !== undefined) {
+        writeFileSync(join(mem, 'memory.limit_in_bytes'), String(limits.memory));
+        // No swap: with swap the job could run past its peak instead of being stopped.
+        if (existsSync(join(mem, 'memory.memsw.limit_in_bytes'))) writeFileSync(join(mem, 'memory.memsw.limit_in_bytes'), String(limits.memory));
+        else writeFileSync(join(mem, 'memory.swappiness'), '0');
+      }
+      if (cpuBase && limits.cpu !== undefined) {
+        const cpu = join(cpuBase, name);
+        mkdirSync(cpu);
+        dirs.push(cpu);
+        procs.push(join(cpu, 'cgroup.procs'));
+        const { period, quota } = cpuQuota(limits.cpu);
+        writeFileSync(join(cpu, 'cpu.cfs_period_us'), String(period));
+        writeFileSync(join(cpu, 'cpu.cfs_quota_us'), String(quota));
+      }
+      if (pidsBase && limits.pids !== undefined) {
+        const pids = join(pidsBase, name);
+        mkdirSync(pids);
+        dirs.push(pids);
+        procs.push(join(pids, 'cgroup.procs'));
+        writeFileSync(join(pids, 'pids.max'), String(limits.pids));
+      }
+      return { procs, oomFile: join(mem, 'memory.oom_control'), dirs };
+    },
+  };
+}
+
+function v2Driver(own: string): CgroupDriver | { error: string } {
+  // v2 forbids processes in inner nodes, so Ferry's subtree hangs off the root, which is exempt.
+  const base = join(ROOT, 'ferry');
+  try {
+    const controllers = readFileSync(join(ROOT, 'cgroup.controllers'), 'utf8');
+    if (!controllers.includes('memory')) return { error: 'cgroup v2 without the memory controller' };
+    writeFileSync(join(ROOT, 'cgroup.subtree_control'), controllers.includes('cpu') ? '+memory +cpu +pids' : '+memory');
+    mkdirSync(base, { recursive: true });
+    writeFileSync(join(base, 'cgroup.subtree_control'), controllers.includes('cpu') ? '+memory +cpu +pids' : '+memory');
+  } catch (err) {
+    return { error: `cgroup v2 is not writable here (${(err as Error).message}; the server runs in ${own})` };
+  }
+  return {
+    version: 'v2',
+    detail: `cgroup v2 under ${base}`,
+    create(name, limits) {
+      const dir = join(base, name);
+      mkdirSync(dir);
+      if (limits.memory !== undefined) {
+        writeFileSync(join(dir, 'memory.max'), String(limits.memory));
+        if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
+      }
+      if (limits.cpu !== undefined && existsSync(join(dir, 'cpu.max'))) {
+        const { period, quota } = cpuQuota(limits.cpu);
+        writeFileSync(join(dir, 'cpu.max'), `${quota} ${period}`);
+      }
+      if (limits.pids !== undefined && existsSync(join(dir, 'pids.max'))) writeFileSync(join(dir, 'pids.max'), String(limits.pids));
+      return { procs: [join(dir, 'cgroup.procs')], oomFile: join(dir, 'memory.events'), dirs: [dir] };
+    },
+  };
+}
+
+/** millicores → CFS quota. 1000m is one full period of one core. */
+export function cpuQuota(millicores: number): { period: number; quota: number } {
+  const period = millicores < 10 ? LONG_PERIOD_US : PERIOD_US;
+  return { period, quota: Math.max(1000, Math.round((millicores * period) / 1000)) };
+}
+
+/** Remove a job's cgroups, killing anything left in them first. Idempotent. */
+export function removeCgroups(dirs: readonly string[]): void {
+  for (const dir of dirs) {
+    if (!existsSync(dir)) continue;
+    for (let tries = 0; tries < 50; tries++) {
+      try {
+        rmdirSync(dir);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
+        for (const pid of readPids(dir)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+      }
+    }
+  }
+}
+
+function readPids(dir: string): number[] {
+  try {
+    return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Whether a cgroup directory has children (used by the orphan sweep). */
+export function listChildCgroups(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => join(dir, d.name));
+  } catch {
+    return [];
+  }
+}
