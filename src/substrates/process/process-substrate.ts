@@ -192,6 +192,8 @@ export class ProcessSubstrate implements Substrate {
     // mkdir of the step folder is the start's point of no return: a second start of the same ref fails here.
     await mkdir(ref);
     await mkdir(dirname(spec.logPath), { recursive: true });
+    // The tenant's data folder is the tenant's, not an artifact: created if missing, never removed.
+    await mkdir(this.tenantData(spec.tenant), { recursive: true });
     const log = await open(spec.logPath, 'a');
     const logOffset = (await log.stat()).size;
     await log.close();
