@@ -60,9 +60,19 @@ export interface NewMigration {
   readonly filedBy: string;
 }
 
+/** Called after a transition commits (issue threads, metrics). Must not throw; errors are swallowed. */
+export type TransitionListener = (m: MigrationRecord, from: MigrationState, event: EventInput) => void;
+
 export class Store {
   readonly db: Kysely<Database>;
   readonly dialect: SqlDialect;
+  private readonly listeners = new Set<TransitionListener>();
+
+  /** Listen to committed transitions; returns the function that stops listening. */
+  onTransition(listener: TransitionListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
 
   constructor(db: Kysely<Database>, dialect: SqlDialect) {
     this.db = db;
@@ -218,8 +228,9 @@ export class Store {
   ): Promise<MigrationRecord> {
     const at = args.now.toISOString();
     const froms = typeof args.from === 'string' ? [args.from] : [...args.from];
+    let from: MigrationState = froms[0] as MigrationState;
     try {
-      return await this.db.transaction().execute(async (trx) => {
+      const row = await this.db.transaction().execute(async (trx) => {
         const current = await trx.selectFrom('migrations').select('state').where('id', '=', args.id).executeTakeFirst();
         if (!current) throw new FerryError('FERRY_NOT_FOUND', `no migration ${args.id}`, { id: args.id });
         const result = await trx
@@ -235,11 +246,20 @@ export class Store {
             { id: args.id, state: current.state, expected: froms },
           );
         }
-        await insertEvent(trx, args.id, current.state as MigrationState, args.to, args.event, at);
-        const row = migrationRecord(await trx.selectFrom('migrations').selectAll().where('id', '=', args.id).executeTakeFirstOrThrow());
-        if (inTrx) await inTrx(trx, row);
-        return row;
+        from = current.state as MigrationState;
+        await insertEvent(trx, args.id, from, args.to, args.event, at);
+        const updated = migrationRecord(await trx.selectFrom('migrations').selectAll().where('id', '=', args.id).executeTakeFirstOrThrow());
+        if (inTrx) await inTrx(trx, updated);
+        return updated;
       });
+      for (const listener of this.listeners) {
+        try {
+          listener(row, from, args.event);
+        } catch {
+          // a listener's failure never undoes or blocks a transition
+        }
+      }
+      return row;
     } catch (err) {
       if (isUniqueViolation(err, 'one_holder_per_tenant')) {
         throw new FerryError('FERRY_TENANT_BUSY', `the tenant of migration ${args.id} is held by another migration; it waits until that one is final`, { id: args.id }, { cause: err });
