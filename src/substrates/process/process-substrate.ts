@@ -11,7 +11,7 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdir, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -328,7 +328,7 @@ export class ProcessSubstrate implements Substrate {
           // no spec: nothing was created
         }
         await rm(ref, { recursive: true, force: true });
-        await rm(dirname(ref), { recursive: false, force: true }).catch(() => undefined);
+        await rmdir(dirname(ref)).catch(() => undefined); // the migration's folder, once empty
         return;
       }
       case 'scratch':
@@ -344,7 +344,7 @@ export class ProcessSubstrate implements Substrate {
       case 'log':
         this.assertUnder('logs', ref);
         await rm(ref, { force: true });
-        await rm(dirname(ref), { recursive: false, force: true }).catch(() => undefined);
+        await rmdir(dirname(ref)).catch(() => undefined); // the migration's folder, once empty
         return;
     }
   }

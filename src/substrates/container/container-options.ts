@@ -1,0 +1,81 @@
+/**
+ * Options of the `container` substrate, resolved once into a frozen config (STYLE.md §7).
+ */
+import { FerryError } from '../../core/errors.ts';
+import type { Resources } from '../../core/types.ts';
+
+export const DEFAULT_SOCKET_PATH = '/run/podman/podman.sock';
+
+export interface ContainerSubstrateOptions {
+  /**
+   * Unix socket of the Docker Engine API (Docker, or Podman's `podman system service`).
+   * Default: the path of `DOCKER_HOST` when it is `unix://...`, else `/run/podman/podman.sock`.
+   * Only a local engine is supported: tenant volumes, attempt logs and stop markers live on this host.
+   */
+  readonly socketPath?: string | undefined;
+  /**
+   * Host folder for the substrate's own state: one small stop-intent marker per stopped job
+   * (`<dataDir>/container-stops/<jobRef>.json`), so a cancel or a deadline survives a runner
+   * restart. Required, no default. Attempt logs are not kept here: each step names its log file
+   * (`StepSpec.logPath`).
+   */
+  readonly dataDir: string;
+  /** What the node can ever provide. Default: the engine's `NCPU * 1000` millicores and `MemTotal` bytes, read at init(). */
+  readonly capacity?: Resources | undefined;
+  /**
+   * Image for steps whose request names none, and for the snapshot/restore helper containers
+   * (needs `sh`, `rm`, `cp`). Default: none (a step without an image, or a snapshot, is then refused).
+   */
+  readonly defaultImage?: string | undefined;
+  /** `HostConfig.CgroupParent` of every job container. Default: the engine's own default. */
+  readonly cgroupParent?: string | undefined;
+  /** Seconds a stopped job (cancel, deadline) gets between SIGTERM and SIGKILL. Default: 10. */
+  readonly stopGraceSeconds?: number | undefined;
+  /** How long init() waits for the engine to answer a ping, in ms. Default: 5000. */
+  readonly pingTimeoutMs?: number | undefined;
+}
+
+export interface ContainerSubstrateConfig {
+  readonly socketPath: string;
+  readonly dataDir: string;
+  readonly capacity: Resources | null;
+  readonly defaultImage: string | null;
+  readonly cgroupParent: string | null;
+  readonly stopGraceSeconds: number;
+  readonly pingTimeoutMs: number;
+}
+
+/**
+ * Resolve raw options. `env` is passed in (default `process.env`) so that this is the one place
+ * the substrate reads the environment, and tests can give their own.
+ */
+export function resolveContainerOptions(
+  raw: ContainerSubstrateOptions,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): ContainerSubstrateConfig {
+  if (!raw.dataDir) {
+    throw new FerryError('FERRY_BAD_REQUEST', 'container substrate: dataDir is required (a host folder for stop markers)');
+  }
+  const stopGraceSeconds = raw.stopGraceSeconds ?? 10;
+  if (!Number.isInteger(stopGraceSeconds) || stopGraceSeconds < 0) {
+    throw new FerryError('FERRY_BAD_REQUEST', `container substrate: stopGraceSeconds must be a whole number >= 0, got ${String(raw.stopGraceSeconds)}`);
+  }
+  return Object.freeze({
+    socketPath: raw.socketPath ?? socketFromDockerHost(env['DOCKER_HOST']) ?? DEFAULT_SOCKET_PATH,
+    dataDir: raw.dataDir,
+    capacity: raw.capacity ? Object.freeze({ ...raw.capacity }) : null,
+    defaultImage: raw.defaultImage ?? null,
+    cgroupParent: raw.cgroupParent ?? null,
+    stopGraceSeconds,
+    pingTimeoutMs: raw.pingTimeoutMs ?? 5000,
+  });
+}
+
+function socketFromDockerHost(value: string | undefined): string | null {
+  if (!value) return null;
+  if (value.startsWith('unix://')) return value.slice('unix://'.length);
+  throw new FerryError(
+    'FERRY_BAD_REQUEST',
+    `DOCKER_HOST=${value} is not supported by the container substrate: it needs a local engine (unix://...), because tenant volumes and attempt logs live on this host; unset DOCKER_HOST or pass socketPath`,
+  );
+}
