@@ -7,8 +7,9 @@
  * finishes interrupted teardowns; stop() stops scheduling and watching but never stops a job.
  */
 import { mkdirSync } from 'node:fs';
+import { appendFile, mkdir, rmdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describeRejection } from '../core/admission.ts';
 import { FerryError, coerceError } from '../core/errors.ts';
 import { parseOutputLine } from '../core/job-output.ts';
@@ -49,6 +50,13 @@ export interface RemovedArtifact {
   readonly kind: string;
   readonly ref: string;
 }
+
+export interface PendingArtifact extends RemovedArtifact {
+  readonly error: string;
+}
+
+/** Order of removal on teardown: what uses an artifact goes before it. */
+const TEARDOWN_ORDER = ['job', 'snapshot', 'scratch', 'log'];
 
 /** Raised for a verdict that refuses: carries the reasons for the 422 body. */
 export class RejectedError extends FerryError {
@@ -260,7 +268,7 @@ export class Runner {
   }
 
   /** Close an issue: cancel what is not final, then deprovision every artifact. Idempotent. */
-  async closeIssue(ref: string, actor: Actor): Promise<{ issue: string; cancelled: string[]; removed: RemovedArtifact[] }> {
+  async closeIssue(ref: string, actor: Actor): Promise<{ issue: string; cancelled: string[]; removed: RemovedArtifact[]; pending: PendingArtifact[] }> {
     await this.store.markIssueClosed(ref, actor.name, this.now());
     const cancelled: string[] = [];
     for (const m of await this.store.listMigrations({ issue: ref })) {
@@ -268,25 +276,40 @@ export class Runner {
       await this.cancel(m.id, actor, `issue ${ref} closed`);
       cancelled.push(m.id);
     }
-    const removed = await this.teardownIssue(ref, actor.name);
-    return { issue: ref, cancelled, removed };
+    const { removed, pending } = await this.teardownIssue(ref, actor.name);
+    return { issue: ref, cancelled, removed, pending };
   }
 
-  private async teardownIssue(ref: string, actor: string): Promise<RemovedArtifact[]> {
+  private async teardownIssue(ref: string, actor: string): Promise<{ removed: RemovedArtifact[]; pending: PendingArtifact[] }> {
     // A migration still non-terminal here was left by a crash between closing and cancelling.
     for (const m of await this.store.listMigrations({ issue: ref })) {
       if (!isTerminal(m.state) && m.state !== 'running') await this.move(m, m.state, 'cancelled', { actor, kind: 'cancel', reason: `issue ${ref} closed` }).catch(() => undefined);
     }
     const removed: RemovedArtifact[] = [];
-    for (const a of await this.store.listArtifacts({ issue: ref, present: true })) {
-      if (this.active.has(a.migrationId)) continue; // still stopping; removed by the next pass
-      await this.substrate.remove(a.kind as ArtifactKind, a.ref);
+    const pending: PendingArtifact[] = [];
+    // Jobs first: their scratch and snapshot volumes cannot go while a container still uses them.
+    const present = (await this.store.listArtifacts({ issue: ref, present: true })).sort((a, b) => TEARDOWN_ORDER.indexOf(a.kind) - TEARDOWN_ORDER.indexOf(b.kind));
+    for (const a of present) {
+      if (this.active.has(a.migrationId)) {
+        pending.push({ migrationId: a.migrationId, kind: a.kind, ref: a.ref, error: 'its attempt is still stopping' });
+        continue;
+      }
+      try {
+        await this.substrate.remove(a.kind as ArtifactKind, a.ref);
+        // The migration's log folder is the runner's: gone with its last log.
+        if (a.kind === 'log') await rmdir(dirname(a.ref)).catch(() => undefined);
+      } catch (err) {
+        // Keep going: one stubborn artifact must not keep the others. The next start retries it.
+        pending.push({ migrationId: a.migrationId, kind: a.kind, ref: a.ref, error: coerceError(err).message });
+        continue;
+      }
       await this.store.markArtifact(a.id, 'removed', this.now());
       this.metrics.artifactsRemoved.inc({ kind: a.kind });
       removed.push({ migrationId: a.migrationId, kind: a.kind, ref: a.ref });
     }
-    if ((await this.store.listArtifacts({ issue: ref, present: true })).length === 0) await this.store.markTeardownDone(ref, this.now());
-    return removed;
+    if (pending.length === 0) await this.store.markTeardownDone(ref, this.now());
+    else this.log('warn', `issue ${ref}: ${pending.length} artifact(s) not removed yet; retried on the next close or start`, { pending });
+    return { removed, pending };
   }
 
   // ── scheduling ───────────────────────────────────────────────────────────
@@ -611,8 +634,6 @@ function wrongState(m: MigrationRecord, what: string, needed: string): FerryErro
 }
 
 async function appendLogLine(path: string, line: string): Promise<void> {
-  const { mkdir, appendFile } = await import('node:fs/promises');
-  const { dirname } = await import('node:path');
   await mkdir(dirname(path), { recursive: true });
   await appendFile(path, `${line}\n`);
 }

@@ -14,6 +14,8 @@ export interface SubstrateKit {
   options(): RawOptions;
   /** The `data` to register a tenant with (undefined: the substrate's default). */
   tenantData(tenantId: string, ferry: Ferry): string | undefined;
+  /** Make the tenant's data exist, as the platform would before a migration. */
+  prepareTenant(ferry: Ferry, tenantId: string): Promise<void>;
   readTenantFile(ferry: Ferry, tenantId: string, name: string): Promise<string | null>;
   writeTenantFile(ferry: Ferry, tenantId: string, name: string, content: string): Promise<void>;
   listTenantFiles(ferry: Ferry, tenantId: string): Promise<string[]>;
@@ -30,6 +32,9 @@ export const processKit: SubstrateKit = {
   },
   options: () => ({ substrate: 'process' }),
   tenantData: () => undefined,
+  async prepareTenant() {
+    // the process substrate creates a missing tenant folder itself
+  },
   async readTenantFile(ferry, tenantId, name) {
     const p = join(ferry.dataDir, 'tenants', tenantId, name);
     return existsSync(p) ? readFileSync(p, 'utf8') : null;
