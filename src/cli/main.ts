@@ -87,7 +87,8 @@ program
   .option('--database-url <url>', 'PostgreSQL connection string (default: SQLite in the data folder)')
   .option('--capacity-cpu <quantity>', 'cpu this node offers migrations (default: all cores)')
   .option('--capacity-memory <quantity>', 'memory this node offers migrations (default: all memory)')
-  .action(async (opts: { host?: string; port?: string; config?: string; substrate?: string; databaseUrl?: string; capacityCpu?: string; capacityMemory?: string }) => {
+  .option('--demo', 'on start, register a demo tenant and run a demo migration (idempotent)')
+  .action(async (opts: { host?: string; port?: string; config?: string; substrate?: string; databaseUrl?: string; capacityCpu?: string; capacityMemory?: string; demo?: boolean }) => {
     const flags = program.opts<GlobalFlags>();
     const raw: RawOptions = {
       ...(opts.host ? { host: opts.host } : {}),
@@ -102,6 +103,10 @@ program
     const config = compileConfig({ flags: raw, ...(opts.config ? { configPath: opts.config } : {}) });
     const service = await startService(config);
     installSignalHandlers(service.stop);
+    if (opts.demo) {
+      const { runDemo } = await import('../demo.ts');
+      await runDemo(service, (line) => process.stdout.write(`${line}\n`));
+    }
   });
 
 const tenant = program.command('tenant').description('register and list tenants');
