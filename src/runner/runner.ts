@@ -118,6 +118,7 @@ export class Runner {
     if (!limits.enforced) this.log('warn', `LIMITS NOT ENFORCED: ${limits.detail}`);
     // Finish teardowns a crash interrupted, then re-attach to attempts that ran while we were away.
     for (const issue of await this.store.issuesPendingTeardown()) await this.teardownIssue(issue, SYSTEM);
+    await this.sweepOrphans();
     for (const m of await this.store.listMigrations({ state: ['running'] })) this.superviseAttempt(m, true);
     this.timer = setInterval(() => this.poke(), this.opts.tickMs ?? 1000);
     this.timer.unref();
@@ -310,6 +311,33 @@ export class Runner {
     if (pending.length === 0) await this.store.markTeardownDone(ref, this.now());
     else this.log('warn', `issue ${ref}: ${pending.length} artifact(s) not removed yet; retried on the next close or start`, { pending });
     return { removed, pending };
+  }
+
+  /**
+   * Orphan sweep: objects on the substrate carrying Ferry's labels whose issue is closed (e.g. made
+   * by a step that started just before a crash, after its artifact was recorded as removed). Objects
+   * of issues this store does not know are left alone: they may belong to another Ferry.
+   */
+  private async sweepOrphans(): Promise<void> {
+    let objects;
+    try {
+      objects = await this.substrate.listLabelled();
+    } catch (err) {
+      this.log('warn', `orphan sweep skipped: ${coerceError(err).message}`);
+      return;
+    }
+    const closed = new Map<string, boolean>();
+    for (const o of objects) {
+      if (!closed.has(o.issue)) closed.set(o.issue, Boolean((await this.store.getIssue(o.issue))?.closedAt));
+      if (!closed.get(o.issue)) continue;
+      try {
+        await this.substrate.remove(o.kind, o.ref);
+        this.metrics.artifactsRemoved.inc({ kind: o.kind });
+        this.log('info', `orphan sweep removed ${o.kind} ${o.ref} of closed issue ${o.issue}`);
+      } catch (err) {
+        this.log('warn', `orphan sweep could not remove ${o.kind} ${o.ref}: ${coerceError(err).message}`);
+      }
+    }
   }
 
   // ── scheduling ───────────────────────────────────────────────────────────
