@@ -11,6 +11,7 @@ import { FerryError } from './core/errors.ts';
 import { parseIssueRef, type IssueDefaults } from './core/issue-ref.ts';
 import { parseQuantity } from './core/quantity.ts';
 import type { Resources } from './core/types.ts';
+import { compileTrackers, rawOutboxSchema, rawTrackersSchema, trackerEnvOptions, type RawOutboxOptions, type RawTrackers, type TrackersConfig } from './tracker/tracker-config.ts';
 
 export interface FerryConfig {
   /** Address the HTTP API listens on. Default 127.0.0.1. */
@@ -37,6 +38,8 @@ export interface FerryConfig {
   readonly dockerSocket: string;
   /** Image for container steps whose request names none. Default none. */
   readonly defaultImage: string | null;
+  /** Issue trackers (webhooks in, comments out) and the comment outbox; see docs/issue-threads.md. */
+  readonly tracker: TrackersConfig;
 }
 
 export interface RawOptions {
@@ -52,6 +55,9 @@ export interface RawOptions {
   bodyLimit?: number | string;
   dockerSocket?: string;
   defaultImage?: string;
+  /** Per tracker: webhookSecret, apiUrl, webUrl, token, botUser, filers, operators, admins. */
+  trackers?: RawTrackers;
+  outbox?: RawOutboxOptions;
 }
 
 const fileSchema = z.strictObject({
@@ -66,6 +72,8 @@ const fileSchema = z.strictObject({
   bodyLimit: z.union([z.number(), z.string()]).optional(),
   dockerSocket: z.string().optional(),
   defaultImage: z.string().optional(),
+  trackers: rawTrackersSchema.optional(),
+  outbox: rawOutboxSchema.optional(),
 });
 
 /** Options from `FERRY_*` variables. */
@@ -89,7 +97,7 @@ export function envOptions(env: NodeJS.ProcessEnv = process.env): RawOptions {
   const docker = env.FERRY_DOCKER_SOCKET ?? env.DOCKER_HOST;
   if (docker) o.dockerSocket = docker;
   if (env.FERRY_DEFAULT_IMAGE) o.defaultImage = env.FERRY_DEFAULT_IMAGE;
-  return o;
+  return { ...o, ...trackerEnvOptions(env) };
 }
 
 /** The config file named by flag or env, or <dataDir>/ferry.yaml if it exists. */
@@ -159,6 +167,7 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
     bodyLimit,
     dockerSocket,
     defaultImage: pick('defaultImage') ?? null,
+    tracker: compileTrackers([flags, env, file]),
   });
 }
 

@@ -13,6 +13,7 @@ import { openPostgresStore, openSqliteStore } from './store/open-store.ts';
 import type { Store } from './store/store.ts';
 import { ProcessSubstrate } from './substrates/process/process-substrate.ts';
 import type { Substrate } from './substrates/substrate.ts';
+import { ThreadService } from './tracker/thread-service.ts';
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
@@ -27,6 +28,8 @@ export interface FerryService {
   readonly runner: Runner;
   readonly store: Store;
   readonly app: FastifyInstance;
+  /** Issue threads: webhooks in, comments out through the outbox. */
+  readonly threads: ThreadService;
   stop(): Promise<void>;
 }
 
@@ -48,6 +51,7 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog)
   const tokens = loadTokens(config.dataDir, config.tokensFile);
   const store = config.databaseUrl ? await openPostgresStore(config.databaseUrl) : await openSqliteStore(join(config.dataDir, 'ferry.db'));
   let substrate: Substrate | null = null;
+  let threads: ThreadService | null = null;
   try {
     substrate = await createSubstrate(config);
     await substrate.init();
@@ -60,27 +64,34 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog)
       issueDefaults: config.issueDefaults ?? undefined,
       log,
     });
+    // Before the runner starts, so that transitions of the restart (re-attach, lost → held) reach the threads.
+    threads = new ThreadService({ store, runner, config: config.tracker, log });
+    await threads.start();
     await runner.start();
-    const app = buildApi({ runner, tokens, bodyLimit: config.bodyLimit, log });
+    const app = buildApi({ runner, tokens, bodyLimit: config.bodyLimit, hooks: threads, log });
     const address = await app.listen({ host: config.host, port: config.port });
     const url = address.replace('[::1]', 'localhost');
     writeFileSync(join(config.dataDir, 'server-url'), `${url}\n`);
     const limits = substrate.limits();
     log('info', `ferry listening on ${url}`, { dataDir: config.dataDir, store: store.dialect, substrate: substrate.kind, limitsEnforced: limits.enforced, limits: limits.detail });
     const sub = substrate;
+    const thr = threads;
     return {
       url,
       runner,
       store,
       app,
+      threads: thr,
       async stop() {
         await app.close();
         await runner.stop();
+        await thr.stop();
         await sub.close();
         await store.close();
       },
     };
   } catch (err) {
+    await threads?.stop().catch(() => undefined);
     await substrate?.close().catch(() => undefined);
     await store.close();
     throw err;

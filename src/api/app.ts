@@ -13,13 +13,17 @@ import { normaliseIssueRef } from '../core/issue-ref.ts';
 import { TENANT_ID, validate } from '../core/request-schema.ts';
 import { MIGRATION_STATES, RECOVERY_ACTIONS, type MigrationState } from '../core/types.ts';
 import { RejectedError, type Runner } from '../runner/runner.ts';
+import type { DeliveryHandler } from '../tracker/thread-service.ts';
 import { requireRole, type Principal, type Role, type TokenRegistry } from './auth.ts';
+import { registerHooks } from './hooks.ts';
 import { migrationDetail, migrationSummary } from './views.ts';
 
 export interface ApiOptions {
   readonly runner: Runner;
   readonly tokens: TokenRegistry;
   readonly bodyLimit: number;
+  /** Receives tracker webhooks (src/api/hooks.ts); without one every delivery is refused. */
+  readonly hooks?: DeliveryHandler | undefined;
   readonly log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -167,6 +171,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     return runner.closeIssue(issueParam(request.params.ref, runner), actor(request));
   });
 
+  registerHooks(app, { bodyLimit: opts.bodyLimit, handler: opts.hooks ?? null });
   return app;
 }
 

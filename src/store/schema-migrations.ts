@@ -7,10 +7,12 @@ import { Migrator, sql, type Kysely, type Migration } from 'kysely';
 import { FerryError } from '../core/errors.ts';
 import type { SqlDialect } from './dialect.ts';
 import { initial } from './migrations/0001-initial.ts';
+import { tracker } from './migrations/0002-tracker.ts';
 
 export function schemaMigrations(dialect: SqlDialect): Record<string, Migration> {
   return {
     '0001-initial': initial(dialect),
+    '0002-tracker': tracker(dialect),
   };
 }
 

@@ -82,6 +82,55 @@ export interface IssuesTable {
   teardown_done_at: string | null;
 }
 
+/** Webhook deliveries already applied, by the tracker's delivery id (redeliveries are acknowledged, not applied). */
+export interface TrackerDeliveriesTable {
+  tracker: string;
+  delivery_id: string;
+  event: string;
+  received_at: string;
+}
+
+/** What Ferry knows of an engagement thread besides its migrations: its web address. */
+export interface TrackerThreadsTable {
+  issue: string;
+  tracker: string;
+  url: string | null;
+  updated_at: string;
+}
+
+/** Comments waiting to go out (and those sent or given up, kept for a while). */
+export interface TrackerOutboxTable {
+  id: Generated<number>;
+  tracker: string;
+  issue: string;
+  /** `comment` (posted once) or `status` (the migration's status comment: created once, then edited). */
+  kind: string;
+  migration_id: string | null;
+  /** Unique when set: the same notice is never enqueued twice. */
+  dedupe_key: string | null;
+  body: string;
+  /** Bumped when a pending status row gets a newer body (coalescing). */
+  version: number;
+  /** `pending` | `sent` | `failed` */
+  state: string;
+  attempts: number;
+  next_at: string;
+  last_error: string | null;
+  comment_id: string | null;
+  created_at: string;
+  updated_at: string;
+  sent_at: string | null;
+}
+
+/** The one status comment of a migration, once created. */
+export interface TrackerStatusCommentsTable {
+  migration_id: string;
+  tracker: string;
+  issue: string;
+  comment_id: string;
+  created_at: string;
+}
+
 export interface Database {
   tenants: TenantsTable;
   migrations: MigrationsTable;
@@ -89,4 +138,8 @@ export interface Database {
   events: EventsTable;
   artifacts: ArtifactsTable;
   issues: IssuesTable;
+  tracker_deliveries: TrackerDeliveriesTable;
+  tracker_threads: TrackerThreadsTable;
+  tracker_outbox: TrackerOutboxTable;
+  tracker_status_comments: TrackerStatusCommentsTable;
 }
