@@ -54,6 +54,8 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   const store = runner.store;
   const app = Fastify({ bodyLimit: opts.bodyLimit, logger: false, return503OnClosing: true });
 
+  // Only JSON and YAML documents: anything else (text/plain included) is a 415.
+  app.removeContentTypeParser('text/plain');
   app.addContentTypeParser(YAML_TYPES, { parseAs: 'string', bodyLimit: opts.bodyLimit }, (_req, body, done) => {
     try {
       done(null, parseYaml(body as string, { uniqueKeys: true, maxAliasCount: 50, prettyErrors: true }) ?? undefined);
@@ -110,7 +112,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   });
 
   app.get('/v1/migrations', { onRequest: auth('filer') }, async (request) => {
-    const q = validate(listQuery, request.query ?? {}, 'query');
+    const q = queryParams(listQuery, request.query);
     let states: MigrationState[] | undefined;
     if (q.state !== undefined) {
       states = q.state.split(',').map((s) => {
@@ -135,7 +137,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
 
   app.get<{ Params: { id: string } }>('/v1/migrations/:id/logs', { onRequest: auth('filer') }, async (request, reply) => {
     const id = migrationParam(request.params.id);
-    const q = validate(logsQuery, request.query ?? {}, 'query');
+    const q = queryParams(logsQuery, request.query);
     const m = await store.requireMigration(id);
     const number = q.attempt !== undefined ? Number(q.attempt) : m.attempts;
     if (number === 0) throw new FerryError('FERRY_NOT_FOUND', `migration ${id} has not started an attempt yet, so it has no log`);
@@ -173,6 +175,16 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
 
   registerHooks(app, { bodyLimit: opts.bodyLimit, handler: opts.hooks ?? null });
   return app;
+}
+
+/** Query strings are part of the URL: a bad one is a 400, not a 422 like a bad document. */
+function queryParams<T>(schema: z.ZodType<T>, query: unknown): T {
+  try {
+    return validate(schema, query ?? {}, 'query');
+  } catch (err) {
+    if (err instanceof FerryError) throw new FerryError('FERRY_BAD_REQUEST', err.message, err.details);
+    throw err;
+  }
 }
 
 function tenantParam(id: string): string {

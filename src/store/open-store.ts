@@ -31,7 +31,7 @@ export async function openPostgresStore(connectionString: string, options: { sch
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   try {
-    await migrateToLatest(db as Kysely<unknown>, 'postgres');
+    await migrateToLatest(db as Kysely<unknown>, 'postgres', options.schema);
   } catch (err) {
     await db.destroy();
     throw err;

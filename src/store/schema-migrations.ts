@@ -19,7 +19,7 @@ export function schemaMigrations(dialect: SqlDialect): Record<string, Migration>
 const TABLE = 'ferry_schema_migration';
 const LOCK_TABLE = 'ferry_schema_migration_lock';
 
-export async function migrateToLatest(db: Kysely<unknown>, dialect: SqlDialect): Promise<void> {
+export async function migrateToLatest(db: Kysely<unknown>, dialect: SqlDialect, schema?: string): Promise<void> {
   const known = schemaMigrations(dialect);
   const applied = await appliedMigrations(db);
   const unknown = applied.filter((name) => !(name in known));
@@ -34,6 +34,8 @@ export async function migrateToLatest(db: Kysely<unknown>, dialect: SqlDialect):
     provider: { getMigrations: async () => known },
     migrationTableName: TABLE,
     migrationLockTableName: LOCK_TABLE,
+    // Without it Kysely looks for its tables in every schema and may find another Ferry's.
+    ...(schema ? { migrationTableSchema: schema } : {}),
   });
   const { error } = await migrator.migrateToLatest();
   if (error) throw new FerryError('FERRY_INTERNAL', `schema migration failed: ${(error as Error).message ?? String(error)}`, {}, { cause: error });
