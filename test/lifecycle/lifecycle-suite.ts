@@ -117,6 +117,22 @@ export function defineLifecycleSuite(kit: SubstrateKit): void {
       assert.equal(await kit.readTenantFile(f, 'alpha', 'trace'), 'start\nend\nstart\nend\n');
     });
 
+    void test('the sum of running peaks never exceeds the node capacity', async (t) => {
+      const f = await start(t, { capacity: { cpu: '1', memory: '1Gi' } });
+      if (!f) return;
+      await tenant(f, 'alpha');
+      await tenant(f, 'beta');
+      const step = [{ name: 'work', run: sh('echo start >> "$FERRY_TENANT_DATA/trace"; sleep 1; echo end >> "$FERRY_TENANT_DATA/trace"') }];
+      const a = await fileAndApprove(f, { ...request('alpha', step), peak: { cpu: '1', memory: '256Mi' } });
+      const b = await fileAndApprove(f, { ...request('beta', step), peak: { cpu: '1', memory: '256Mi' } });
+      await waitFor('a to run', async () => (await get(f, a)).state === 'running');
+      assert.equal((await get(f, b)).state, 'queued', 'b waits: both together would need 2 cpu of 1');
+      await until(f, a, ['succeeded']);
+      await until(f, b, ['succeeded']);
+      const [ma, mb] = await Promise.all([get(f, a), get(f, b)]);
+      assert.ok(Date.parse(mb.attempts[0].startedAt) >= Date.parse(ma.attempts[0].endedAt), 'never both at once');
+    });
+
     void test('a failed step holds the migration: data, scratch and log stay, nothing later runs, nothing retries', async (t) => {
       const f = await start(t);
       if (!f) return;
