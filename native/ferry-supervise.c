@@ -60,22 +60,46 @@ static unsigned long long start_time(pid_t pid) {
   return strtoull(p, NULL, 10);
 }
 
-static void write_file_atomic(const char *dir, const char *name, const char *content) {
+/*
+ * STEPDIR/pid and STEPDIR/result are written atomically (temporary file, fsync, rename), and their
+ * temporary files are allocated before the job starts: a job that fills the disk must not keep its
+ * supervisor from recording how it ended. Overwriting allocated bytes and shrinking need no space.
+ */
+#define RECORD_SIZE 512
+
+static int prepare_record(const char *dir, const char *name) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) return -1;
+  char pad[RECORD_SIZE];
+  memset(pad, ' ', sizeof pad);
+  /* write() reserves the space (ext4 delayed allocation reserves too); no fsync needed for that. */
+  if (write(fd, pad, sizeof pad) != (ssize_t)sizeof pad) {
+    close(fd);
+    unlink(tmp);
+    return -1;
+  }
+  return fd;
+}
+
+static int commit_record(int fd, const char *dir, const char *name, const char *content) {
   char tmp[4096], final[4096];
   snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
   snprintf(final, sizeof final, "%s/%s", dir, name);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) die(tmp);
   size_t len = strlen(content);
-  if (write(fd, content, len) != (ssize_t)len) die(tmp);
-  if (fsync(fd) != 0) die(tmp);
+  if (pwrite(fd, content, len, 0) != (ssize_t)len || ftruncate(fd, (off_t)len) != 0 || fsync(fd) != 0) {
+    close(fd);
+    return -1;
+  }
   close(fd);
-  if (rename(tmp, final) != 0) die(final);
+  if (rename(tmp, final) != 0) return -1;
   int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     fsync(dfd);
     close(dfd);
   }
+  return 0;
 }
 
 /* "oom_kill N" in cgroup v2 memory.events and in cgroup v1 memory.oom_control. */
@@ -128,6 +152,10 @@ int main(int argc, char **argv) {
 
   int logfd = open(logfile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (logfd < 0) die(logfile);
+  int pidfd = prepare_record(stepdir, "pid");
+  if (pidfd < 0) die("pid record");
+  int resultfd = prepare_record(stepdir, "result");
+  if (resultfd < 0) die("result record");
 
   pid_t child = fork();
   if (child < 0) die("fork");
@@ -162,7 +190,14 @@ int main(int argc, char **argv) {
 
   char pidline[128];
   snprintf(pidline, sizeof pidline, "%d %llu %d %llu\n", (int)getpid(), start_time(getpid()), (int)child, start_time(child));
-  write_file_atomic(stepdir, "pid", pidline);
+  if (commit_record(pidfd, stepdir, "pid", pidline) != 0) {
+    /* Unfindable, so it must not run: stop the job before giving up. */
+    int e = errno;
+    kill(-child, SIGKILL);
+    waitpid(child, NULL, 0);
+    errno = e;
+    die("pid");
+  }
 
   long long started = now_ms();
   long long deadline = timeout_ms > 0 ? started + timeout_ms : 0;
@@ -222,6 +257,6 @@ int main(int argc, char **argv) {
     snprintf(result, sizeof result, "{\"exitCode\":%d,\"signal\":null,\"cause\":%s}\n", WEXITSTATUS(status), cause);
   else
     snprintf(result, sizeof result, "{\"exitCode\":null,\"signal\":\"SIG%s\",\"cause\":%s}\n", sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "UNKNOWN", cause);
-  write_file_atomic(stepdir, "result", result);
+  if (commit_record(resultfd, stepdir, "result", result) != 0) die("result");
   return 0;
 }

@@ -7,7 +7,7 @@
  * finishes interrupted teardowns; stop() stops scheduling and watching but never stops a job.
  */
 import { mkdirSync } from 'node:fs';
-import { appendFile, mkdir, rmdir } from 'node:fs/promises';
+import { appendFile, mkdir, rmdir, statfs } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { describeRejection } from '../core/admission.ts';
@@ -120,6 +120,12 @@ export class Runner {
     for (const issue of await this.store.issuesPendingTeardown()) await this.teardownIssue(issue, SYSTEM);
     await this.sweepOrphans();
     for (const m of await this.store.listMigrations({ state: ['running'] })) this.superviseAttempt(m, true);
+    // Approved but not yet through the gate: a crash fell between the two transitions of approve().
+    for (const m of await this.store.listMigrations({ state: ['approved'] })) {
+      await this.gateApproved(m).catch((err: unknown) => {
+        if (!(err instanceof RejectedError)) this.log('warn', `gate of approved migration ${m.id} failed: ${coerceError(err).message}`);
+      });
+    }
     this.timer = setInterval(() => this.poke(), this.opts.tickMs ?? 1000);
     this.timer.unref();
     this.poke();
@@ -191,6 +197,12 @@ export class Runner {
     const m = await this.store.requireMigration(id);
     if (m.state !== 'filed') throw wrongState(m, 'approve', 'filed');
     await this.move(m, 'filed', 'approved', { actor: actor.name, kind: 'approve' });
+    return this.gateApproved(m);
+  }
+
+  /** approved → the gate: → queued, or → rejected (RejectedError) with the gate's reasons. */
+  private async gateApproved(m: MigrationRecord): Promise<MigrationRecord> {
+    const id = m.id;
     const verdict = await runGate(this.store, this.capacity, m.tenant, m.peak, this.now());
     if (!verdict.ok) {
       for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'gate', code: r.code });
@@ -426,10 +438,11 @@ export class Runner {
         // A failure of Ferry's own effects (disk, substrate) fails the attempt: held, never retried.
         const e = coerceError(err);
         this.log('error', `attempt of ${m.id} failed inside Ferry: ${e.message}`);
-        const current = await this.store.getMigration(m.id);
-        if (current?.state === 'running') {
-          await this.finish(current, current.attempts, current.failedStep ?? 0, { exitCode: null, signal: null, cause: 'lost', detail: `Ferry could not run the step: ${e.message}` }, entry).catch(() => undefined);
-        }
+        await this.untilStored(`hold of ${m.id}`, async () => {
+          const current = await this.store.getMigration(m.id);
+          if (current?.state !== 'running') return;
+          await this.finish(current, current.attempts, current.failedStep ?? 0, { exitCode: null, signal: null, cause: 'lost', detail: `Ferry could not run the step: ${e.message}` }, entry, false);
+        }).catch(() => undefined);
       })
       .finally(() => {
         this.active.delete(m.id);
@@ -506,13 +519,13 @@ export class Runner {
         }
         if (entry.cancel) await this.substrate.stop(ref);
       }
-      const signals = new SignalSink(this.store, m.id, stepIndex, this.now);
-      const result = await this.substrate.watch(ref, (line) => signals.line(line));
-      await signals.flush();
+      const signals = new SignalSink(this.store, m.id, stepIndex, this.now, (msg) => this.log('warn', msg));
+      const result = await noteFullDisk(await this.substrate.watch(ref, (line) => signals.line(line)), attempt.logRef);
+      await this.untilStored(`checkpoint of ${m.id}`, () => signals.flush());
       if (result.cause !== null) return void (await this.finish(m, attempt.number, stepIndex, entry.cancel ? cancelledResult(result) : result, entry));
       if (entry.cancel && position < plan.length - 1) return void (await this.finish(m, attempt.number, stepIndex, cancelledResult(result), entry));
     }
-    await this.store.finishAttempt({
+    await this.untilStored(`success of ${m.id}`, () => this.store.finishAttempt({
       id: m.id,
       number: attempt.number,
       to: 'succeeded',
@@ -520,7 +533,7 @@ export class Runner {
       patch: { next: null },
       event: { actor: SYSTEM, kind: 'succeed', reason: `attempt ${attempt.number}: all steps succeeded` },
       now: this.now(),
-    });
+    }));
     this.metrics.transitions.inc({ to: 'succeeded' });
   }
 
@@ -556,11 +569,11 @@ export class Runner {
     }
   }
 
-  private async finish(m: MigrationRecord, number: number, stepIndex: number, result: StepResult, entry: ActiveAttempt): Promise<void> {
+  private async finish(m: MigrationRecord, number: number, stepIndex: number, result: StepResult, entry: ActiveAttempt, retry = true): Promise<void> {
     const cancelled = result.cause === 'cancelled' && entry.cancel !== null;
     const stepName = stepIndex < 0 ? 'wipe' : (m.request.steps[stepIndex]?.name ?? String(stepIndex));
     const where = `step ${stepIndex < 0 ? 'wipe' : stepIndex + 1} (${stepName})`;
-    await this.store.finishAttempt({
+    const record = () => this.store.finishAttempt({
       id: m.id,
       number,
       to: cancelled ? 'cancelled' : 'held',
@@ -571,7 +584,26 @@ export class Runner {
         : { actor: SYSTEM, kind: 'fail', reason: `${where} ${result.detail}`, detail: { cause: result.cause, exitCode: result.exitCode, signal: result.signal } },
       now: this.now(),
     });
+    await (retry ? this.untilStored(`outcome of ${m.id}`, record) : record());
     this.metrics.transitions.inc({ to: cancelled ? 'cancelled' : 'held' });
+  }
+
+  /**
+   * Retry a store write that records what already happened (an outcome, a checkpoint) until the
+   * store takes it: a full disk must not leave a migration `running` with no one watching it. A
+   * typed error is not retried (a conflict: the state moved on); a stop gives up, and the next
+   * start re-attaches and records the outcome from the job's result.
+   */
+  private async untilStored<T>(what: string, write: () => Promise<T>): Promise<T> {
+    for (let delay = 100; ; delay = Math.min(delay * 2, 5000)) {
+      try {
+        return await write();
+      } catch (err) {
+        if (this.stopped || err instanceof FerryError) throw err;
+        this.log('warn', `cannot record the ${what} yet (retrying in ${delay} ms): ${coerceError(err).message}`);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   // ── helpers ──────────────────────────────────────────────────────────────
@@ -610,11 +642,14 @@ class SignalSink {
   private readonly step: number;
   private readonly now: () => Date;
 
-  constructor(store: Store, id: string, step: number, now: () => Date) {
+  private readonly warn: (msg: string) => void;
+
+  constructor(store: Store, id: string, step: number, now: () => Date, warn: (msg: string) => void) {
     this.store = store;
     this.id = id;
     this.step = step;
     this.now = now;
+    this.warn = warn;
   }
 
   line(line: string): void {
@@ -624,7 +659,9 @@ class SignalSink {
     else this.progress = { done: signal.done, total: signal.total };
     this.timer ??= setTimeout(() => {
       this.timer = null;
-      this.writing = this.writing.then(() => this.write());
+      // A failed write keeps the values for the next one (or flush); it must never be an
+      // unhandled rejection, which would end the server.
+      this.writing = this.writing.then(() => this.write()).catch((err: unknown) => this.warn(`cannot record progress of ${this.id} yet: ${coerceError(err).message}`));
     }, 200);
   }
 
@@ -659,6 +696,22 @@ function wrongState(m: MigrationRecord, what: string, needed: string): FerryErro
     id: m.id,
     state: m.state,
   });
+}
+
+/** Below this many free bytes, the filesystem of the attempt log counts as full. */
+const FULL_DISK_BYTES = 1024 * 1024;
+
+/** A step that failed while the attempt log's filesystem was full says so: that is likely why. */
+async function noteFullDisk(result: StepResult, logPath: string): Promise<StepResult> {
+  if (result.cause === null || result.cause === 'cancelled') return result;
+  try {
+    const fs = await statfs(dirname(logPath));
+    const free = fs.bavail * fs.bsize;
+    if (free >= FULL_DISK_BYTES) return result;
+    return { ...result, detail: `${result.detail}; the disk holding Ferry's data folder was full when the step ended (${free} bytes free), so the job could not write its output: free space, then resume or wipe-and-retry` };
+  } catch {
+    return result;
+  }
 }
 
 async function appendLogLine(path: string, line: string): Promise<void> {

@@ -1,0 +1,107 @@
+/**
+ * Container case (issue 4): a one-step migration `sh -c 'echo hi'` on the `container` substrate
+ * (Podman's Docker API socket, image localhost/ferry-test:1) against a raw
+ * `podman run --rm localhost/ferry-test:1 sh -c 'echo hi'`, both measured in the same run,
+ * RUNS times each (medians). Figures: approval → first output line in the attempt log, approval →
+ * succeeded, its overhead over the raw run, and the ratio. Skipped, loudly, without Podman.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { startBenchServer } from './server.ts';
+import { median, sleep, wallMs, type Report } from './support.ts';
+
+const SOCKET = (process.env.FERRY_BENCH_DOCKER_SOCKET ?? 'unix:///run/podman/podman.sock').replace(/^unix:\/\//, '');
+const IMAGE = 'localhost/ferry-test:1';
+const RUNS = 5;
+const execFileAsync = promisify(execFile);
+
+export async function containerBench(report: Report): Promise<void> {
+  const missing = await unavailable();
+  if (missing) {
+    process.stderr.write(`SKIPPED container benchmark: ${missing}; run .ci/setup-podman.sh\n`);
+    report.context('container', `SKIPPED: ${missing}`, Number.NaN, '');
+    return;
+  }
+  const raw: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = wallMs();
+    const { stdout } = await execFileAsync('podman', ['run', '--rm', IMAGE, 'sh', '-c', 'echo hi']);
+    raw.push(wallMs() - t0);
+    if (stdout.trim() !== 'hi') throw new Error(`podman run printed ${JSON.stringify(stdout)}`);
+  }
+  const volume = `ferry-bench-${process.pid}`;
+  await execFileAsync('podman', ['volume', 'create', volume]);
+  const s = await startBenchServer(['--substrate', 'container'], { FERRY_DOCKER_SOCKET: SOCKET, FERRY_DEFAULT_IMAGE: IMAGE });
+  const firstLine: number[] = [];
+  const whole: number[] = [];
+  try {
+    const put = await s.server.api('PUT', '/v1/tenants/box', { steadyState: { cpu: '500m', memory: '64Mi' }, data: volume });
+    if (put.status !== 201) throw new Error(`PUT tenant: ${put.status} ${JSON.stringify(put.body)}`);
+    for (let i = 0; i < RUNS; i++) {
+      const filed = await s.server.api('POST', '/v1/migrations', {
+        issue: 'github:acme/bench#5',
+        tenant: 'box',
+        peak: { cpu: '1', memory: '128Mi' },
+        snapshot: 'never',
+        image: IMAGE,
+        steps: [{ name: 'hi', run: ['sh', '-c', 'echo hi'] }],
+      });
+      if (filed.status !== 201) throw new Error(`file: ${filed.status} ${JSON.stringify(filed.body)}`);
+      const id = filed.body.id as string;
+      const log = join(s.dataDir, 'logs', id, 'attempt-1.log');
+      const t0 = wallMs();
+      const approved = await s.server.api('POST', `/v1/migrations/${id}/approve`, {});
+      if (approved.status !== 200) throw new Error(`approve: ${approved.status} ${JSON.stringify(approved.body)}`);
+      // The first line of the job's own output (Ferry's `── ferry:` header lines come before it).
+      for (;;) {
+        if (existsSync(log) && /^hi$/m.test(readFileSync(log, 'utf8'))) break;
+        if (wallMs() - t0 > 120_000) throw new Error('no output line within 120 s');
+        await sleep(2);
+      }
+      firstLine.push(wallMs() - t0);
+      let m: any;
+      for (;;) {
+        m = (await s.server.api('GET', `/v1/migrations/${id}`)).body;
+        if (m.state !== 'running' && m.state !== 'queued') break;
+        await sleep(20);
+      }
+      if (m.state !== 'succeeded') throw new Error(`container migration ended ${m.state}: ${m.heldDetail}`);
+      whole.push(Date.parse(m.updatedAt) - t0);
+    }
+    const c = 'container';
+    report.context(c, `raw podman run --rm … echo hi (median of ${RUNS})`, median(raw), 'ms');
+    report.context(c, `approval to first output line (median of ${RUNS})`, median(firstLine), 'ms');
+    report.context(c, `approval to succeeded (median of ${RUNS})`, median(whole), 'ms');
+    report.context(c, 'whole-migration overhead over the raw run', median(whole) - median(raw), 'ms');
+    report.context(c, 'whole migration / raw run', median(whole) / median(raw), 'x');
+    await s.server.api('POST', `/v1/issues/${encodeURIComponent('github:acme/bench#5')}/close`, {});
+  } finally {
+    await s.close();
+    await execFileAsync('podman', ['volume', 'rm', '-f', volume]).catch(() => undefined);
+  }
+}
+
+async function unavailable(): Promise<string | null> {
+  const pings = await new Promise<boolean>((resolve) => {
+    const req = httpRequest({ socketPath: SOCKET, path: '/_ping', timeout: 3000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
+    req.end();
+  });
+  if (!pings) return `the Docker API socket ${SOCKET} does not answer`;
+  try {
+    await execFileAsync('podman', ['image', 'exists', IMAGE]);
+  } catch {
+    return `podman or the image ${IMAGE} is missing`;
+  }
+  return null;
+}
