@@ -18,7 +18,7 @@ import { planRecovery } from '../core/recovery.ts';
 import { parseMigrationRequest, parseTenantInput } from '../core/request-schema.ts';
 import { decideStarts } from '../core/scheduling.ts';
 import type { IssueDefaults } from '../core/issue-ref.ts';
-import type { FailureCause, MigrationState, RecoveryAction, Resources, Tenant, Verdict } from '../core/types.ts';
+import type { FailureCause, MigrationState, RecoveryAction, Resources, Step, Tenant, Verdict } from '../core/types.ts';
 import type { ArtifactRecord, AttemptRecord, MigrationRecord, TenantRecord } from '../store/records.ts';
 import type { Store } from '../store/store.ts';
 import type { ArtifactKind, StepResult, StepSpec, Substrate } from '../substrates/substrate.ts';
@@ -72,7 +72,16 @@ export class RejectedError extends FerryError {
 interface ActiveAttempt {
   readonly done: Promise<void>;
   cancel: { actor: string; reason: string } | null;
+  /** The job of the current step, and whether it was started and not yet seen to end. */
   jobRef: string | null;
+  step: number | null;
+  jobStarted: boolean;
+}
+
+/** What a fresh start hands to the attempt's supervision: the artifacts the start recorded. */
+interface FreshStart {
+  readonly artifacts: readonly ArtifactRecord[];
+  readonly tenant: Tenant;
 }
 
 const SYSTEM = 'ferry';
@@ -85,6 +94,8 @@ export class Runner {
   private readonly now: () => Date;
   private readonly active = new Map<string, ActiveAttempt>();
   private readonly queuedAt = new Map<string, number>();
+  /** Steps being prepared and started: a stop waits for them, so none is left half-started. */
+  private readonly starting = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   private tickAgain = false;
@@ -116,10 +127,11 @@ export class Runner {
     this.stopped = false;
     const limits = this.substrate.limits();
     if (!limits.enforced) this.log('warn', `LIMITS NOT ENFORCED: ${limits.detail}`);
-    // Finish teardowns a crash interrupted, then re-attach to attempts that ran while we were away.
-    for (const issue of await this.store.issuesPendingTeardown()) await this.teardownIssue(issue, SYSTEM);
+    // Re-attach to attempts that ran while we were away first: a teardown a crash interrupted may
+    // have to stop one of them (cancel, with its grace), not find it unwatched and hold it `lost`.
+    for (const m of await this.store.listMigrations({ state: ['running'] })) this.superviseAttempt(m, null);
+    for (const issue of await this.store.issuesPendingTeardown()) await this.finishClosure(issue, { name: SYSTEM });
     await this.sweepOrphans();
-    for (const m of await this.store.listMigrations({ state: ['running'] })) this.superviseAttempt(m, true);
     // Approved but not yet through the gate: a crash fell between the two transitions of approve().
     for (const m of await this.store.listMigrations({ state: ['approved'] })) {
       await this.gateApproved(m).catch((err: unknown) => {
@@ -137,6 +149,9 @@ export class Runner {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.ticking;
+    // A step being prepared (snapshot, restore) or started is seen through, so the next start
+    // finds its job; then supervision ends (the substrate's close() ends pending watches).
+    await Promise.allSettled([...this.starting]);
     this.active.clear();
   }
 
@@ -196,8 +211,37 @@ export class Runner {
   async approve(id: string, actor: Actor): Promise<MigrationRecord> {
     const m = await this.store.requireMigration(id);
     if (m.state !== 'filed') throw wrongState(m, 'approve', 'filed');
-    await this.move(m, 'filed', 'approved', { actor: actor.name, kind: 'approve' });
-    return this.gateApproved(m);
+    await this.refuseOnClosedIssue(m.issue, 'approve');
+    // The gate runs before the approval is recorded, so both moves commit together.
+    const verdict = await runGate(this.store, this.capacity, m.tenant, m.peak, this.now());
+    const approved = { to: 'approved' as const, event: { actor: actor.name, kind: 'approve' } };
+    if (!verdict.ok) {
+      for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'gate', code: r.code });
+      await this.store.transitions({
+        id,
+        from: 'filed',
+        moves: [approved, { to: 'rejected', patch: { verdict }, event: { actor: SYSTEM, kind: 'reject', reason: describeRejection(verdict), detail: { verdict } } }],
+        now: this.now(),
+      });
+      this.metrics.transitions.inc({ to: 'rejected' });
+      throw new RejectedError(verdict, id, `approved, but the admission gate rejected it: ${describeRejection(verdict)}`);
+    }
+    const queued = await this.store.transitions({
+      id,
+      from: 'filed',
+      moves: [approved, { to: 'queued', patch: { verdict }, event: { actor: SYSTEM, kind: 'gate-pass', detail: { verdict } } }],
+      now: this.now(),
+    });
+    this.metrics.transitions.inc({ to: 'queued' });
+    this.queuedAt.set(id, performance.now());
+    this.poke();
+    return queued;
+  }
+
+  private async refuseOnClosedIssue(issue: string, what: string): Promise<void> {
+    if ((await this.store.getIssue(issue))?.closedAt) {
+      throw new FerryError('FERRY_ISSUE_CLOSED', `issue ${issue} is closed, so ${what} is not possible: a closed issue's migrations are cancelled and torn down`, { issue });
+    }
   }
 
   /** approved → the gate: → queued, or → rejected (RejectedError) with the gate's reasons. */
@@ -221,6 +265,7 @@ export class Runner {
     if (!reason.trim()) throw new FerryError('FERRY_INVALID_REQUEST', `${action} needs a reason: say why, for the migration's history`);
     const m = await this.store.requireMigration(id);
     if (m.state !== 'held') throw wrongState(m, action, 'held');
+    await this.refuseOnClosedIssue(m.issue, action);
     const plan = planRecovery(action, {
       attempts: m.attempts,
       failedStep: m.failedStep ?? 0,
@@ -247,7 +292,9 @@ export class Runner {
           ? { fromStep: plan.fromStep, checkpoint: plan.checkpoint, restore: null }
           : null;
     if (next === null) throw new FerryError('FERRY_INTERNAL', `unhandled action ${action}`);
-    const queued = await this.move(m, 'held', 'queued', { actor: actor.name, kind: action, reason, detail: { next } }, { next, verdict });
+    // After a wipe, the old checkpoint points into data that no longer exists: forget it.
+    const patch = plan.action === 'wipe-and-retry' ? { next, verdict, checkpoint: null, progress: null } : { next, verdict };
+    const queued = await this.move(m, 'held', 'queued', { actor: actor.name, kind: action, reason, detail: { next } }, patch);
     this.queuedAt.set(id, performance.now());
     this.poke();
     return queued;
@@ -262,7 +309,12 @@ export class Runner {
       if (isTerminal(m.state)) throw wrongState(m, 'cancel', 'filed, approved, queued, running or held');
       if (m.state === 'running') {
         const active = this.active.get(id);
-        if (!active) throw new FerryError('FERRY_CONFLICT', `migration ${id} is running but this runner does not supervise it yet; retry in a moment`);
+        if (!active) {
+          // Between the scheduler's start and its supervision, or just ended: look again shortly.
+          if (tries >= 200) throw new FerryError('FERRY_CONFLICT', `migration ${id} is running but this runner does not supervise it; retry in a moment`);
+          await new Promise((r) => setTimeout(r, 25));
+          continue;
+        }
         active.cancel ??= { actor: actor.name, reason };
         if (active.jobRef) await this.substrate.stop(active.jobRef);
         await active.done;
@@ -283,21 +335,28 @@ export class Runner {
   /** Close an issue: cancel what is not final, then deprovision every artifact. Idempotent. */
   async closeIssue(ref: string, actor: Actor): Promise<{ issue: string; cancelled: string[]; removed: RemovedArtifact[]; pending: PendingArtifact[] }> {
     await this.store.markIssueClosed(ref, actor.name, this.now());
+    return this.finishClosure(ref, actor);
+  }
+
+  /** Cancel what is not final on a closed issue (running attempts are stopped first), then tear down. */
+  private async finishClosure(ref: string, actor: Actor): Promise<{ issue: string; cancelled: string[]; removed: RemovedArtifact[]; pending: PendingArtifact[] }> {
     const cancelled: string[] = [];
     for (const m of await this.store.listMigrations({ issue: ref })) {
       if (isTerminal(m.state)) continue;
-      await this.cancel(m.id, actor, `issue ${ref} closed`);
-      cancelled.push(m.id);
+      try {
+        await this.cancel(m.id, actor, `issue ${ref} closed`);
+        cancelled.push(m.id);
+      } catch (err) {
+        // Ended meanwhile (terminal): nothing to cancel. Anything else: teardown reports it pending.
+        if (!(err instanceof FerryError && err.code === 'FERRY_WRONG_STATE')) this.log('warn', `closing ${ref}: cannot cancel ${m.id}: ${coerceError(err).message}`);
+      }
     }
     const { removed, pending } = await this.teardownIssue(ref, actor.name);
     return { issue: ref, cancelled, removed, pending };
   }
 
   private async teardownIssue(ref: string, actor: string): Promise<{ removed: RemovedArtifact[]; pending: PendingArtifact[] }> {
-    // A migration still non-terminal here was left by a crash between closing and cancelling.
-    for (const m of await this.store.listMigrations({ issue: ref })) {
-      if (!isTerminal(m.state) && m.state !== 'running') await this.move(m, m.state, 'cancelled', { actor, kind: 'cancel', reason: `issue ${ref} closed` }).catch(() => undefined);
-    }
+    void actor;
     const removed: RemovedArtifact[] = [];
     const pending: PendingArtifact[] = [];
     // Jobs first: their scratch and snapshot volumes cannot go while a container still uses them.
@@ -377,10 +436,7 @@ export class Runner {
     if (queued.length === 0) return;
     const holders = new Map<string, string>();
     for (const h of await this.store.listHolders()) holders.set(h.tenant, h.id);
-    const inUse: Record<string, number> = {};
-    for (const m of await this.store.listMigrations({ state: ['running'] })) {
-      for (const [d, v] of Object.entries(m.peak)) inUse[d] = (inUse[d] ?? 0) + v;
-    }
+    const inUse = await this.store.runningPeaks();
     const byId = new Map(queued.map((m) => [m.id, m]));
     const starts = decideStarts({
       queued: queued.map((m, seq) => ({ id: m.id, tenant: m.tenant, peak: m.peak, seq })),
@@ -405,43 +461,67 @@ export class Runner {
       else await this.move(m, 'queued', 'held', { actor: SYSTEM, kind: 'refuse', reason: describeRejection(verdict), detail: { verdict } }, { verdict, heldCause: 'gate', heldDetail: describeRejection(verdict) });
       return;
     }
+    const tenant = await this.tenantOf(m);
     const number = m.attempts + 1;
     const fromStep = m.next?.fromStep ?? 0;
-    let started: MigrationRecord;
+    const logRef = join(this.opts.logsDir, m.id, `attempt-${number}.log`);
+    const firstJob = this.substrate.jobRef(this.stepSpec(m, tenant, number, fromStep, fromStep, logRef));
+    // Every artifact of the attempt's start is recorded with the start itself, before any exists.
+    const artifacts: Array<{ kind: string; ref: string }> = [
+      { kind: 'log', ref: logRef },
+      { kind: 'scratch', ref: this.substrate.scratchRef(m.id) },
+    ];
+    const policy = m.request.snapshot;
+    const snapshot = number === 1 && (policy === 'always' || (policy === 'auto' && (await this.substrate.tenantDataExists(tenant))));
+    if (snapshot) artifacts.push({ kind: 'snapshot', ref: this.substrate.snapshotRef(m.id) });
+    artifacts.push({ kind: 'job', ref: firstJob });
+    let started: Awaited<ReturnType<Store['startAttempt']>>;
     try {
       started = await this.store.startAttempt({
         id: m.id,
         number,
         fromStep,
-        logRef: join(this.opts.logsDir, m.id, `attempt-${number}.log`),
+        logRef,
         limitsEnforced: this.substrate.limits().enforced,
         verdict,
         event: { actor: SYSTEM, kind: 'start', reason: `attempt ${number} from step ${fromStep < 0 ? 'wipe' : fromStep + 1}`, detail: { verdict } },
         now,
+        firstJob: { step: fromStep, ref: firstJob },
+        artifacts,
       });
     } catch (err) {
       if (err instanceof FerryError && (err.code === 'FERRY_TENANT_BUSY' || err.code === 'FERRY_CONFLICT')) return;
       throw err;
     }
     this.metrics.transitions.inc({ to: 'running' });
-    this.superviseAttempt(started, false);
+    this.superviseAttempt(started.migration, { artifacts: started.artifacts, tenant });
   }
 
   // ── attempts ─────────────────────────────────────────────────────────────
 
-  private superviseAttempt(m: MigrationRecord, reattach: boolean): void {
+  /** Supervise the running attempt of `m`: a fresh start (with its recorded artifacts), or a re-attach. */
+  private superviseAttempt(m: MigrationRecord, fresh: FreshStart | null): void {
     if (this.active.has(m.id)) return;
-    const entry: ActiveAttempt = { done: Promise.resolve(), cancel: null, jobRef: null };
+    const entry: ActiveAttempt = { done: Promise.resolve(), cancel: null, jobRef: null, step: null, jobStarted: false };
     this.metrics.running.inc();
-    const done = this.runAttempt(m, entry, reattach)
+    const done = this.runAttempt(m, entry, fresh)
       .catch(async (err: unknown) => {
+        // A stopped runner stops supervising; the next start re-attaches and records the outcome.
+        if (this.stopped) return;
         // A failure of Ferry's own effects (disk, substrate) fails the attempt: held, never retried.
         const e = coerceError(err);
         this.log('error', `attempt of ${m.id} failed inside Ferry: ${e.message}`);
+        // Nothing may run on a held migration: stop the job Ferry lost track of, and wait for it.
+        if (entry.jobStarted && entry.jobRef) {
+          const ref = entry.jobRef;
+          await this.substrate.stop(ref).catch(() => undefined);
+          await Promise.race([this.substrate.watch(ref, () => undefined), new Promise((r) => setTimeout(r, 30_000))]).catch(() => undefined);
+        }
         await this.untilStored(`hold of ${m.id}`, async () => {
           const current = await this.store.getMigration(m.id);
           if (current?.state !== 'running') return;
-          await this.finish(current, current.attempts, current.failedStep ?? 0, { exitCode: null, signal: null, cause: 'lost', detail: `Ferry could not run the step: ${e.message}` }, entry, false);
+          const step = entry.step ?? (await this.store.getAttempt(m.id, current.attempts))?.fromStep ?? 0;
+          await this.finish(current, current.attempts, step, { exitCode: null, signal: null, cause: 'lost', detail: `Ferry could not run the step: ${e.message}` }, entry, false);
         }).catch(() => undefined);
       })
       .finally(() => {
@@ -453,75 +533,90 @@ export class Runner {
     this.active.set(m.id, entry);
   }
 
-  private async runAttempt(m: MigrationRecord, entry: ActiveAttempt, reattach: boolean): Promise<void> {
+  private async tenantOf(m: MigrationRecord): Promise<Tenant> {
+    const t = await this.store.getTenant(m.tenant);
+    if (!t) throw new FerryError('FERRY_INTERNAL', `tenant ${m.tenant} disappeared`);
+    return { id: t.id, steadyState: t.steadyState, data: t.data };
+  }
+
+  private stepSpec(m: MigrationRecord, tenant: Tenant, attempt: number, stepIndex: number, fromStep: number, logRef: string): StepSpec {
+    const step = stepIndex < 0 ? { name: 'wipe', run: m.request.wipe ?? [], timeoutMs: undefined } : (m.request.steps[stepIndex] as Step);
+    const env: Record<string, string> = {
+      ...m.request.env,
+      FERRY_MIGRATION_ID: m.id,
+      FERRY_ATTEMPT: String(attempt),
+      FERRY_STEP: step.name,
+      FERRY_TENANT: m.tenant,
+    };
+    const checkpoint = m.next?.checkpoint ?? null;
+    if (checkpoint !== null && stepIndex === fromStep) env.FERRY_CHECKPOINT = checkpoint;
+    return {
+      migrationId: m.id,
+      issue: m.issue,
+      tenant,
+      attempt,
+      stepIndex,
+      stepName: step.name,
+      argv: step.run,
+      env,
+      limits: m.peak,
+      timeoutMs: step.timeoutMs,
+      image: m.request.image,
+      scratchRef: this.substrate.scratchRef(m.id),
+      logPath: logRef,
+    };
+  }
+
+  private async runAttempt(m: MigrationRecord, entry: ActiveAttempt, fresh: FreshStart | null): Promise<void> {
     const attempt = await this.store.getAttempt(m.id, m.attempts);
     if (!attempt) throw new FerryError('FERRY_INTERNAL', `migration ${m.id} is running without attempt ${m.attempts}`);
-    const tenantRecord = await this.store.getTenant(m.tenant);
-    if (!tenantRecord) throw new FerryError('FERRY_INTERNAL', `tenant ${m.tenant} disappeared`);
-    const tenant: Tenant = { id: tenantRecord.id, steadyState: tenantRecord.steadyState, data: tenantRecord.data };
+    const tenant = fresh?.tenant ?? (await this.tenantOf(m));
     const steps = m.request.steps;
     const plan: number[] = [];
     for (let i = attempt.fromStep; i < steps.length; i++) plan.push(i);
 
     let position = 0;
-    if (reattach) {
+    if (!fresh) {
       if (attempt.step === null || attempt.jobRef === null) {
-        // The runner died while preparing the attempt: nothing ran, but we cannot say what was done.
         return void (await this.finish(m, attempt.number, attempt.fromStep, { exitCode: null, signal: null, cause: 'lost', detail: 'lost: Ferry stopped while preparing the attempt, before its first step started' }, entry));
       }
-      position = plan.indexOf(attempt.step);
-    } else {
-      await this.prepareAttempt(m, tenant, attempt);
+      position = Math.max(0, plan.indexOf(attempt.step));
     }
 
-    const scratchRef = this.substrate.scratchRef(m.id);
     for (; position < plan.length; position++) {
       const stepIndex = plan[position] as number;
-      const step = stepIndex < 0 ? { name: 'wipe', run: m.request.wipe ?? [], timeoutMs: undefined } : (steps[stepIndex] as (typeof steps)[number]);
-      const env: Record<string, string> = {
-        ...m.request.env,
-        FERRY_MIGRATION_ID: m.id,
-        FERRY_ATTEMPT: String(attempt.number),
-        FERRY_STEP: step.name,
-        FERRY_TENANT: m.tenant,
-      };
-      const checkpoint = m.next?.checkpoint ?? null;
-      if (checkpoint !== null && stepIndex === attempt.fromStep) env.FERRY_CHECKPOINT = checkpoint;
-      const spec: StepSpec = {
-        migrationId: m.id,
-        issue: m.issue,
-        tenant,
-        attempt: attempt.number,
-        stepIndex,
-        stepName: step.name,
-        argv: step.run,
-        env,
-        limits: m.peak,
-        timeoutMs: step.timeoutMs,
-        image: m.request.image,
-        scratchRef,
-        logPath: attempt.logRef,
-      };
+      const spec = this.stepSpec(m, tenant, attempt.number, stepIndex, attempt.fromStep, attempt.logRef);
       const ref = this.substrate.jobRef(spec);
       entry.jobRef = ref;
-      const resumedHere = reattach && stepIndex === attempt.step;
-      if (!resumedHere) {
+      entry.step = stepIndex;
+      const reattached = !fresh && stepIndex === attempt.step;
+      if (!reattached) {
         if (entry.cancel) return void (await this.finish(m, attempt.number, stepIndex, cancelledResult(), entry));
-        const artifact = await this.store.recordArtifact({ migrationId: m.id, issue: m.issue, kind: 'job', ref }, this.now());
-        await this.store.updateAttempt(m.id, attempt.number, { step: stepIndex, jobRef: ref });
-        await appendLogLine(attempt.logRef, `── ferry: attempt ${attempt.number}, step ${stepIndex < 0 ? 'wipe' : `${stepIndex + 1}/${steps.length}`} ${step.name} ──`);
-        await this.substrate.start(spec, ref);
-        await this.store.markArtifact(artifact.id, 'created', this.now());
+        // A stopped runner starts no further step; the next start re-attaches after the last one.
+        if (this.stopped) return;
+        const first = fresh !== null && position === 0;
+        const phase = this.startStep(m, tenant, attempt, spec, ref, first ? fresh : null);
+        this.starting.add(phase);
+        try {
+          await phase;
+        } finally {
+          this.starting.delete(phase);
+        }
+        entry.jobStarted = true;
         const queued = this.queuedAt.get(m.id);
         if (queued !== undefined) {
           this.metrics.queueToStart.observe((performance.now() - queued) / 1000);
           this.queuedAt.delete(m.id);
         }
         if (entry.cancel) await this.substrate.stop(ref);
+      } else {
+        entry.jobStarted = true;
       }
       const signals = new SignalSink(this.store, m.id, stepIndex, this.now, (msg) => this.log('warn', msg));
       const result = await noteFullDisk(await this.substrate.watch(ref, (line) => signals.line(line)), attempt.logRef);
+      if (this.stopped) return;
       await this.untilStored(`checkpoint of ${m.id}`, () => signals.flush());
+      entry.jobStarted = false;
       if (result.cause !== null) return void (await this.finish(m, attempt.number, stepIndex, entry.cancel ? cancelledResult(result) : result, entry));
       if (entry.cancel && position < plan.length - 1) return void (await this.finish(m, attempt.number, stepIndex, cancelledResult(result), entry));
     }
@@ -537,36 +632,38 @@ export class Runner {
     this.metrics.transitions.inc({ to: 'succeeded' });
   }
 
-  /** Per-job artifacts before the first step: scratch, snapshot (attempt 1), restore (wipe-and-retry). */
-  private async prepareAttempt(m: MigrationRecord, tenant: Tenant, attempt: AttemptRecord): Promise<void> {
-    const now = this.now();
-    const log = await this.store.recordArtifact({ migrationId: m.id, issue: m.issue, kind: 'log', ref: attempt.logRef }, now);
-    await appendLogLine(attempt.logRef, `── ferry: migration ${m.id}, attempt ${attempt.number}, tenant ${m.tenant}, limits ${this.substrate.limits().enforced ? 'enforced' : 'NOT enforced'} ──`);
-    await this.store.markArtifact(log.id, 'created', this.now());
-
-    const scratchRef = this.substrate.scratchRef(m.id);
-    const scratch = await this.store.recordArtifact({ migrationId: m.id, issue: m.issue, kind: 'scratch', ref: scratchRef }, now);
-    if (scratch.state !== 'created') {
-      await this.substrate.createScratch(scratchRef, { migrationId: m.id, issue: m.issue, tenant });
-      await this.store.markArtifact(scratch.id, 'created', this.now());
-    }
-
-    if (attempt.number === 1) {
-      const policy = m.request.snapshot;
-      if (policy === 'always' || (policy === 'auto' && (await this.substrate.tenantDataExists(tenant)))) {
-        const ref = this.substrate.snapshotRef(m.id);
-        const snap = await this.store.recordArtifact({ migrationId: m.id, issue: m.issue, kind: 'snapshot', ref }, this.now());
-        await this.substrate.snapshot(tenant, ref, { migrationId: m.id, issue: m.issue });
-        const at = this.now();
-        await this.store.markArtifact(snap.id, 'created', at);
-        await this.store.updateMigration(m.id, { snapshot: { ref, at: at.toISOString() } }, at);
-        await appendLogLine(attempt.logRef, `── ferry: snapshot of the tenant data taken (${ref}) ──`);
+  /**
+   * Start one step's job. The first step of a fresh attempt first creates what the start recorded
+   * (log, scratch, snapshot, restore); a later step records its job (intent) before starting it.
+   * Either way the created marks go in one transaction after the job runs.
+   */
+  private async startStep(m: MigrationRecord, tenant: Tenant, attempt: AttemptRecord, spec: StepSpec, ref: string, fresh: FreshStart | null): Promise<void> {
+    const created: number[] = [];
+    let snapshotPatch: { id: string; patch: { snapshot: { ref: string; at: string } } } | undefined;
+    if (fresh) {
+      const byKind = new Map(fresh.artifacts.map((a) => [a.kind, a]));
+      await appendLogLine(attempt.logRef, `── ferry: migration ${m.id}, attempt ${attempt.number}, tenant ${m.tenant}, limits ${this.substrate.limits().enforced ? 'enforced' : 'NOT enforced'} ──`);
+      const scratch = byKind.get('scratch');
+      if (scratch && scratch.state !== 'created') await this.substrate.createScratch(scratch.ref, { migrationId: m.id, issue: m.issue, tenant });
+      const snapshot = byKind.get('snapshot');
+      if (snapshot) {
+        await this.substrate.snapshot(tenant, snapshot.ref, { migrationId: m.id, issue: m.issue });
+        snapshotPatch = { id: m.id, patch: { snapshot: { ref: snapshot.ref, at: this.now().toISOString() } } };
+        await appendLogLine(attempt.logRef, `── ferry: snapshot of the tenant data taken (${snapshot.ref}) ──`);
       }
+      if (m.next?.restore === 'snapshot' && m.snapshot) {
+        await appendLogLine(attempt.logRef, `── ferry: restoring the tenant data from the snapshot taken at ${m.snapshot.at} ──`);
+        await this.substrate.restore(tenant, m.snapshot.ref);
+      }
+      for (const a of fresh.artifacts) if (a.state === 'intended') created.push(a.id);
+    } else {
+      const job = await this.store.beginStep({ migrationId: m.id, issue: m.issue, number: attempt.number, step: spec.stepIndex, ref, now: this.now() });
+      created.push(job.id);
     }
-    if (m.next?.restore === 'snapshot' && m.snapshot) {
-      await appendLogLine(attempt.logRef, `── ferry: restoring the tenant data from the snapshot taken at ${m.snapshot.at} ──`);
-      await this.substrate.restore(tenant, m.snapshot.ref);
-    }
+    const steps = m.request.steps.length;
+    await appendLogLine(attempt.logRef, `── ferry: attempt ${attempt.number}, step ${spec.stepIndex < 0 ? 'wipe' : `${spec.stepIndex + 1}/${steps}`} ${spec.stepName} ──`);
+    await this.substrate.start(spec, ref);
+    await this.store.markCreated(created, this.now(), snapshotPatch);
   }
 
   private async finish(m: MigrationRecord, number: number, stepIndex: number, result: StepResult, entry: ActiveAttempt, retry = true): Promise<void> {
@@ -673,17 +770,24 @@ class SignalSink {
   }
 
   private async write(): Promise<void> {
-    if (this.checkpoint === null && this.progress === null) return;
-    await this.store.updateMigration(
-      this.id,
-      {
-        ...(this.checkpoint === null ? {} : { checkpoint: { step: this.step, text: this.checkpoint } }),
-        ...(this.progress === null ? {} : { progress: this.progress }),
-      },
-      this.now(),
-    );
+    const checkpoint = this.checkpoint;
+    const progress = this.progress;
+    if (checkpoint === null && progress === null) return;
+    // Taken before the await: a line arriving during the write is kept for the next one.
     this.checkpoint = null;
     this.progress = null;
+    try {
+      await this.store.updateMigration(
+        this.id,
+        { ...(checkpoint === null ? {} : { checkpoint: { step: this.step, text: checkpoint } }), ...(progress === null ? {} : { progress }) },
+        this.now(),
+      );
+    } catch (err) {
+      // Not written: put back what no newer line replaced meanwhile.
+      this.checkpoint ??= checkpoint;
+      this.progress ??= progress;
+      throw err;
+    }
   }
 }
 

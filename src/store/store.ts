@@ -89,14 +89,12 @@ export class Store {
     const at = now.toISOString();
     return this.db.transaction().execute(async (trx) => {
       const existing = await trx.selectFrom('tenants').select('id').where('id', '=', id).executeTakeFirst();
-      if (existing) {
-        await trx.updateTable('tenants').set({ steady_state: JSON.stringify(steadyState), data, updated_at: at }).where('id', '=', id).execute();
-      } else {
-        await trx
-          .insertInto('tenants')
-          .values({ id, steady_state: JSON.stringify(steadyState), data, created_at: at, updated_at: at })
-          .execute();
-      }
+      // Upsert: two concurrent PUTs of a new tenant must not collide on the primary key.
+      await trx
+        .insertInto('tenants')
+        .values({ id, steady_state: JSON.stringify(steadyState), data, created_at: at, updated_at: at })
+        .onConflict((oc) => oc.column('id').doUpdateSet({ steady_state: JSON.stringify(steadyState), data, updated_at: at }))
+        .execute();
       const row = await trx.selectFrom('tenants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
       return { tenant: tenantRecord(row), created: !existing };
     });
@@ -124,11 +122,12 @@ export class Store {
     return this.db.transaction().execute(async (trx) => {
       const row = await trx.selectFrom('issues').selectAll().where('ref', '=', ref).executeTakeFirst();
       if (row?.closed_at) return false;
-      if (row) {
-        await trx.updateTable('issues').set({ closed_at: now.toISOString(), closed_by: actor, teardown_done_at: null }).where('ref', '=', ref).execute();
-      } else {
-        await trx.insertInto('issues').values({ ref, closed_at: now.toISOString(), closed_by: actor, teardown_done_at: null }).execute();
-      }
+      // Upsert: a webhook and an API call closing the same issue at once must not collide.
+      await trx
+        .insertInto('issues')
+        .values({ ref, closed_at: now.toISOString(), closed_by: actor, teardown_done_at: null })
+        .onConflict((oc) => oc.column('ref').doUpdateSet({ closed_at: now.toISOString(), closed_by: actor, teardown_done_at: null }).where('issues.closed_at', 'is', null))
+        .execute();
       return true;
     });
   }
@@ -153,6 +152,11 @@ export class Store {
   async insertMigration(m: NewMigration, event: EventInput, now: Date): Promise<MigrationRecord> {
     const at = now.toISOString();
     return this.db.transaction().execute(async (trx) => {
+      // Checked inside the insert's transaction, so a filing cannot slip past a concurrent closure.
+      const issue = await trx.selectFrom('issues').select('closed_at').where('ref', '=', m.issue).executeTakeFirst();
+      if (issue?.closed_at) {
+        throw new FerryError('FERRY_ISSUE_CLOSED', `issue ${m.issue} is closed; migrations are filed on open issues only (open a new one)`, { issue: m.issue });
+      }
       await trx
         .insertInto('migrations')
         .values({
@@ -226,37 +230,60 @@ export class Store {
     args: { id: string; from: MigrationState | readonly MigrationState[]; to: MigrationState; patch?: MigrationPatch; event: EventInput; now: Date },
     inTrx?: (trx: Transaction<Database>, m: MigrationRecord) => Promise<void>,
   ): Promise<MigrationRecord> {
+    return this.transitions({ id: args.id, from: args.from, moves: [{ to: args.to, patch: args.patch, event: args.event }], now: args.now }, inTrx);
+  }
+
+  /**
+   * Several moves of one migration in one transaction (e.g. filed → approved → queued), each a
+   * compare-and-set with its own event. Listeners hear every move once the whole commits.
+   */
+  async transitions(
+    args: {
+      id: string;
+      from: MigrationState | readonly MigrationState[];
+      moves: ReadonlyArray<{ to: MigrationState; patch?: MigrationPatch | undefined; event: EventInput }>;
+      now: Date;
+    },
+    inTrx?: (trx: Transaction<Database>, m: MigrationRecord) => Promise<void>,
+  ): Promise<MigrationRecord> {
     const at = args.now.toISOString();
-    const froms = typeof args.from === 'string' ? [args.from] : [...args.from];
-    let from: MigrationState = froms[0] as MigrationState;
+    const heard: Array<{ from: MigrationState; event: EventInput }> = [];
     try {
       const row = await this.db.transaction().execute(async (trx) => {
         const current = await trx.selectFrom('migrations').select('state').where('id', '=', args.id).executeTakeFirst();
         if (!current) throw new FerryError('FERRY_NOT_FOUND', `no migration ${args.id}`, { id: args.id });
-        const result = await trx
-          .updateTable('migrations')
-          .set({ state: args.to, updated_at: at, ...patchColumns(args.patch ?? {}) })
-          .where('id', '=', args.id)
-          .where('state', 'in', froms)
-          .executeTakeFirst();
-        if (Number(result.numUpdatedRows) !== 1) {
-          throw new FerryError(
-            'FERRY_CONFLICT',
-            `migration ${args.id} is ${current.state}, not ${froms.join(' or ')}; it changed meanwhile, reload it and decide again`,
-            { id: args.id, state: current.state, expected: froms },
-          );
+        let froms = typeof args.from === 'string' ? [args.from] : [...args.from];
+        let state = current.state as MigrationState;
+        for (const move of args.moves) {
+          const result = await trx
+            .updateTable('migrations')
+            .set({ state: move.to, updated_at: at, ...patchColumns(move.patch ?? {}) })
+            .where('id', '=', args.id)
+            .where('state', 'in', froms)
+            .executeTakeFirst();
+          if (Number(result.numUpdatedRows) !== 1) {
+            throw new FerryError(
+              'FERRY_CONFLICT',
+              `migration ${args.id} is ${state}, not ${froms.join(' or ')}; it changed meanwhile, reload it and decide again`,
+              { id: args.id, state, expected: froms },
+            );
+          }
+          await insertEvent(trx, args.id, state, move.to, move.event, at);
+          heard.push({ from: state, event: move.event });
+          state = move.to;
+          froms = [move.to];
         }
-        from = current.state as MigrationState;
-        await insertEvent(trx, args.id, from, args.to, args.event, at);
         const updated = migrationRecord(await trx.selectFrom('migrations').selectAll().where('id', '=', args.id).executeTakeFirstOrThrow());
         if (inTrx) await inTrx(trx, updated);
         return updated;
       });
-      for (const listener of this.listeners) {
-        try {
-          listener(row, from, args.event);
-        } catch {
-          // a listener's failure never undoes or blocks a transition
+      for (const { from, event } of heard) {
+        for (const listener of this.listeners) {
+          try {
+            listener(row, from, event);
+          } catch {
+            // a listener's failure never undoes or blocks a transition
+          }
         }
       }
       return row;
@@ -278,8 +305,13 @@ export class Store {
     verdict: Verdict;
     event: EventInput;
     now: Date;
-  }): Promise<MigrationRecord> {
-    return this.transition(
+    /** The first step's job, recorded on the attempt before it is started. */
+    firstJob?: { step: number; ref: string };
+    /** Artifacts the attempt will create (log, scratch, snapshot, first job): recorded here, before any is created. */
+    artifacts?: ReadonlyArray<{ kind: string; ref: string }>;
+  }): Promise<{ migration: MigrationRecord; artifacts: ArtifactRecord[] }> {
+    let artifacts: ArtifactRecord[] = [];
+    const migration = await this.transition(
       {
         id: args.id,
         from: 'queued',
@@ -296,8 +328,8 @@ export class Store {
             migration_id: args.id,
             number: args.number,
             from_step: args.fromStep,
-            step: null,
-            job_ref: null,
+            step: args.firstJob?.step ?? null,
+            job_ref: args.firstJob?.ref ?? null,
             log_ref: args.logRef,
             started_at: args.now.toISOString(),
             ended_at: null,
@@ -307,8 +339,43 @@ export class Store {
             detail: null,
           })
           .execute();
+        artifacts = [];
+        for (const a of args.artifacts ?? []) artifacts.push(await recordArtifactIn(trx, { migrationId: m.id, issue: m.issue, ...a }, args.now));
       },
     );
+    return { migration, artifacts };
+  }
+
+  /** A later step of a running attempt: its job recorded (intent) and set on the attempt, in one transaction. */
+  async beginStep(args: { migrationId: string; issue: string; number: number; step: number; ref: string; now: Date }): Promise<ArtifactRecord> {
+    return this.db.transaction().execute(async (trx) => {
+      const artifact = await recordArtifactIn(trx, { migrationId: args.migrationId, issue: args.issue, kind: 'job', ref: args.ref }, args.now);
+      await trx
+        .updateTable('attempts')
+        .set({ step: args.step, job_ref: args.ref })
+        .where('migration_id', '=', args.migrationId)
+        .where('number', '=', args.number)
+        .execute();
+      return artifact;
+    });
+  }
+
+  /** Mark artifacts created (and optionally change the migration, e.g. its snapshot), in one transaction. */
+  async markCreated(ids: readonly number[], now: Date, migration?: { id: string; patch: MigrationPatch }): Promise<void> {
+    if (ids.length === 0 && !migration) return;
+    const at = now.toISOString();
+    await this.db.transaction().execute(async (trx) => {
+      if (ids.length) await trx.updateTable('artifacts').set({ state: 'created', created_at: at }).where('id', 'in', [...ids]).where('state', '=', 'intended').execute();
+      if (migration) await trx.updateTable('migrations').set({ ...patchColumns(migration.patch), updated_at: at }).where('id', '=', migration.id).execute();
+    });
+  }
+
+  /** Sum of the declared peaks of running migrations (the scheduler's budget in use). */
+  async runningPeaks(): Promise<Record<string, number>> {
+    const rows = await this.db.selectFrom('migrations').select('peak').where('state', '=', 'running').execute();
+    const sum: Record<string, number> = {};
+    for (const r of rows) for (const [d, v] of Object.entries(JSON.parse(r.peak) as Resources)) sum[d] = (sum[d] ?? 0) + v;
+    return sum;
   }
 
   /** End attempt `number` and move its migration out of `running`, in one transaction. */
@@ -386,13 +453,7 @@ export class Store {
 
   /** Record an artifact before it is created (intent first). Idempotent per (kind, ref). */
   async recordArtifact(a: { migrationId: string; issue: string; kind: string; ref: string }, now: Date): Promise<ArtifactRecord> {
-    const existing = await this.db.selectFrom('artifacts').selectAll().where('kind', '=', a.kind).where('ref', '=', a.ref).executeTakeFirst();
-    if (existing) return artifactRecord(existing);
-    await this.db
-      .insertInto('artifacts')
-      .values({ migration_id: a.migrationId, issue: a.issue, kind: a.kind, ref: a.ref, state: 'intended', recorded_at: now.toISOString(), created_at: null, removed_at: null })
-      .execute();
-    return artifactRecord(await this.db.selectFrom('artifacts').selectAll().where('kind', '=', a.kind).where('ref', '=', a.ref).executeTakeFirstOrThrow());
+    return recordArtifactIn(this.db, a, now);
   }
 
   async markArtifact(id: number, state: Exclude<ArtifactState, 'intended'>, now: Date): Promise<void> {
@@ -422,6 +483,17 @@ export class Store {
     await sql`SELECT 1`.execute(this.db);
     return 'ok';
   }
+}
+
+/** Record an artifact's intent; idempotent per (kind, ref): the existing record is returned. */
+async function recordArtifactIn(db: Db, a: { migrationId: string; issue: string; kind: string; ref: string }, now: Date): Promise<ArtifactRecord> {
+  const existing = await db.selectFrom('artifacts').selectAll().where('kind', '=', a.kind).where('ref', '=', a.ref).executeTakeFirst();
+  if (existing) return artifactRecord(existing);
+  await db
+    .insertInto('artifacts')
+    .values({ migration_id: a.migrationId, issue: a.issue, kind: a.kind, ref: a.ref, state: 'intended', recorded_at: now.toISOString(), created_at: null, removed_at: null })
+    .execute();
+  return artifactRecord(await db.selectFrom('artifacts').selectAll().where('kind', '=', a.kind).where('ref', '=', a.ref).executeTakeFirstOrThrow());
 }
 
 async function insertEvent(db: Db, migrationId: string, from: MigrationState | null, to: MigrationState | null, e: EventInput, at: string): Promise<void> {

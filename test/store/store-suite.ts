@@ -100,7 +100,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       }
       async function start(id: string, number: number, fromStep = 0): Promise<MigrationRecord> {
         const m = await store.requireMigration(id);
-        return store.startAttempt({
+        const started = await store.startAttempt({
           id,
           number,
           fromStep,
@@ -110,6 +110,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
           event: { actor: 'ferry', kind: 'start', reason: `attempt ${number}` },
           now: now(),
         });
+        return started.migration;
       }
       async function fail(id: string, number: number): Promise<MigrationRecord> {
         return store.finishAttempt({
