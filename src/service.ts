@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApi } from './api/app.ts';
 import { loadTokens } from './api/auth.ts';
 import type { FerryConfig } from './config.ts';
+import { acquireRunnerLock } from './runner-lock.ts';
 import { Runner } from './runner/runner.ts';
 import { openPostgresStore, openSqliteStore } from './store/open-store.ts';
 import type { Store } from './store/store.ts';
@@ -49,13 +50,22 @@ export async function createSubstrate(config: FerryConfig): Promise<Substrate> {
 export async function startService(config: FerryConfig, log: LogFn = consoleLog): Promise<FerryService> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const tokens = loadTokens(config.dataDir, config.tokensFile);
-  const store = config.databaseUrl ? await openPostgresStore(config.databaseUrl) : await openSqliteStore(join(config.dataDir, 'ferry.db'));
+  const lock = await acquireRunnerLock(config.dataDir, config.databaseUrl);
+  let store: Store;
+  try {
+    store = config.databaseUrl ? await openPostgresStore(config.databaseUrl) : await openSqliteStore(join(config.dataDir, 'ferry.db'));
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
   let substrate: Substrate | null = null;
   let threads: ThreadService | null = null;
+  let runner: Runner | null = null;
+  let app: FastifyInstance | null = null;
   try {
     substrate = await createSubstrate(config);
     await substrate.init();
-    const runner = new Runner({
+    runner = new Runner({
       store,
       substrate,
       logsDir: join(config.dataDir, 'logs'),
@@ -68,7 +78,7 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog)
     threads = new ThreadService({ store, runner, config: config.tracker, log });
     await threads.start();
     await runner.start();
-    const app = buildApi({ runner, tokens, bodyLimit: config.bodyLimit, hooks: threads, log });
+    app = buildApi({ runner, tokens, bodyLimit: config.bodyLimit, hooks: threads, log });
     const address = await app.listen({ host: config.host, port: config.port });
     const url = address.replace('[::1]', 'localhost');
     writeFileSync(join(config.dataDir, 'server-url'), `${url}\n`);
@@ -76,24 +86,32 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog)
     log('info', `ferry listening on ${url}`, { dataDir: config.dataDir, store: store.dialect, substrate: substrate.kind, limitsEnforced: limits.enforced, limits: limits.detail });
     const sub = substrate;
     const thr = threads;
+    const run = runner;
+    const api = app;
+    const db = store;
     return {
       url,
-      runner,
-      store,
-      app,
+      runner: run,
+      store: db,
+      app: api,
       threads: thr,
       async stop() {
-        await app.close();
-        await runner.stop();
+        await api.close();
+        await run.stop();
         await thr.stop();
         await sub.close();
-        await store.close();
+        await db.close();
+        await lock.release();
       },
     };
   } catch (err) {
+    // Undo a half start (e.g. the port is taken) so nothing keeps scheduling against a closed store.
+    await app?.close().catch(() => undefined);
+    await runner?.stop().catch(() => undefined);
     await threads?.stop().catch(() => undefined);
     await substrate?.close().catch(() => undefined);
     await store.close();
+    await lock.release();
     throw err;
   }
 }

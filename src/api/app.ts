@@ -52,7 +52,12 @@ declare module 'fastify' {
 export function buildApi(opts: ApiOptions): FastifyInstance {
   const { runner, tokens } = opts;
   const store = runner.store;
-  const app = Fastify({ bodyLimit: opts.bodyLimit, logger: false, return503OnClosing: true });
+  // forceCloseConnections: a stop must not wait for keep-alive sockets or log followers.
+  const app = Fastify({ bodyLimit: opts.bodyLimit, logger: false, return503OnClosing: true, forceCloseConnections: true });
+  let closing = false;
+  app.addHook('onClose', async () => {
+    closing = true;
+  });
 
   // Only JSON and YAML documents: anything else (text/plain included) is a 415.
   app.removeContentTypeParser('text/plain');
@@ -144,7 +149,9 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     const attempt = await store.getAttempt(id, number);
     if (!attempt) throw new FerryError('FERRY_NOT_FOUND', `migration ${id} has no attempt ${number}`);
     reply.type('text/plain; charset=utf-8');
-    return Readable.from(streamLog(attempt.logRef, q.follow === 'true' ? async () => (await store.getAttempt(id, number))?.endedAt !== null : null));
+    // A follower stops when the attempt ends, the client goes away, or the server closes.
+    const gone = () => closing || request.raw.destroyed;
+    return Readable.from(streamLog(attempt.logRef, q.follow === 'true' ? async () => gone() || (await store.getAttempt(id, number))?.endedAt !== null : null));
   });
 
   app.post<{ Params: { id: string } }>('/v1/migrations/:id/approve', { onRequest: auth('operator') }, async (request) => {
