@@ -32,7 +32,9 @@ void test('memory above the declared peak is cause limit-exceeded', async (t) =>
   const { result, lines } = await watchLines(env.substrate, ref);
   assert.equal(result.cause, 'limit-exceeded', result.detail);
   assert.match(result.detail, /32Mi/);
-  assert.deepEqual(lines, ['filling']);
+  // Which process the kernel kills decides whether the shell gets to print "Killed": not asserted.
+  assert.equal(lines[0], 'filling');
+  assert.ok(!lines.includes('survived'), `the job went on after the kill: ${lines.join(' | ')}`);
   await env.cleanup(spec, ref);
 });
 
