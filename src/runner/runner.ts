@@ -714,6 +714,7 @@ export class Runner {
   ): Promise<MigrationRecord> {
     const next = await this.store.transition({ id: m.id, from, to, patch, event, now: this.now() });
     this.metrics.transitions.inc({ to });
+    if (from === 'queued') this.queuedAt.delete(m.id);
     return next;
   }
 
