@@ -37,13 +37,13 @@ export async function startBenchServer(args: string[] = BIG_CAPACITY, env: Recor
     async close() {
       await server.kill('SIGTERM');
       // Jobs outlive the server by design; a benchmark must not leave any behind.
-      // SIGTERM to a supervisor stops its job's group too; SIGKILL only for what ignores it.
+      // SIGUSR1 (a supervisor's cancel) stops its job's group too; SIGKILL only for what ignores it.
       for (let i = 0; i < 100; i++) {
         const left = processesMatching(join(dataDir, 'jobs'));
         if (left.length === 0) break;
         for (const p of left) {
           try {
-            process.kill(p, i < 60 ? 'SIGTERM' : 'SIGKILL');
+            process.kill(p, i < 60 ? 'SIGUSR1' : 'SIGKILL');
           } catch {
             // gone
           }

@@ -13,7 +13,10 @@
  * STEPDIR/pid     "<supervisor pid> <its start time> <job pid> <its start time>\n", written once
  *                 the job runs (start times are /proc/PID/stat field 22, to detect pid reuse).
  * STEPDIR/result  {"exitCode":N|null,"signal":"NAME"|null,"cause":"..."|null}, written atomically.
- * SIGTERM/SIGINT/SIGHUP to the supervisor cancel the job: SIGTERM to its group, SIGKILL 10 s later.
+ * SIGUSR1 to the supervisor cancels the job: SIGTERM to its group, SIGKILL 10 s later.
+ * SIGTERM, SIGINT and SIGHUP have no effect: a service manager stopping Ferry (systemd with
+ * KillMode=control-group, docker stop) signals every process of the unit, and stopping the server
+ * must never stop a migration. The job itself gets the default dispositions back before exec.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -142,13 +145,22 @@ int main(int argc, char **argv) {
 
   if (getsid(0) != getpid()) setsid();
 
-  sigset_t watched, previous;
+  /*
+   * SIGTERM, SIGINT and SIGHUP are blocked and never waited for, rather than ignored: an ignored
+   * disposition would be inherited by the job until it resets it, and a cancel's SIGTERM to the
+   * group in that window would be lost. A blocked one stays pending and kills the job once its
+   * mask is cleared.
+   */
+  sigset_t watched, blocked, none;
   sigemptyset(&watched);
+  sigemptyset(&none);
   sigaddset(&watched, SIGCHLD);
-  sigaddset(&watched, SIGTERM);
-  sigaddset(&watched, SIGINT);
-  sigaddset(&watched, SIGHUP);
-  sigprocmask(SIG_BLOCK, &watched, &previous);
+  sigaddset(&watched, SIGUSR1);
+  blocked = watched;
+  sigaddset(&blocked, SIGTERM);
+  sigaddset(&blocked, SIGINT);
+  sigaddset(&blocked, SIGHUP);
+  sigprocmask(SIG_BLOCK, &blocked, NULL);
 
   int logfd = open(logfile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (logfd < 0) die(logfile);
@@ -179,8 +191,12 @@ int main(int argc, char **argv) {
       dprintf(2, "ferry: cannot enter %s: %s\n", cwd, strerror(errno));
       _exit(126);
     }
-    sigprocmask(SIG_SETMASK, &previous, NULL);
+    /* Dispositions and masks survive exec: the job starts with the defaults. */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     execvp(job_argv[0], job_argv);
     dprintf(2, "ferry: cannot run %s: %s\n", job_argv[0], strerror(errno));
     _exit(127);

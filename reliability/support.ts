@@ -61,7 +61,7 @@ export function supervisorsOf(dataDir: string): number[] {
   return out;
 }
 
-/** Stop what a test left running (SIGTERM first: a supervisor then stops its job's group). */
+/** Stop what a test left running (SIGUSR1 first: a supervisor's cancel stops its job's group). */
 export async function stopSupervisors(dataDir: string): Promise<number> {
   let found = 0;
   for (let i = 0; i < 100; i++) {
@@ -70,7 +70,7 @@ export async function stopSupervisors(dataDir: string): Promise<number> {
     if (left.length === 0) break;
     for (const pid of left) {
       try {
-        process.kill(pid, i < 60 ? 'SIGTERM' : 'SIGKILL');
+        process.kill(pid, i < 60 ? 'SIGUSR1' : 'SIGKILL');
       } catch {
         // gone
       }

@@ -107,6 +107,6 @@ export interface Substrate {
   remove(kind: ArtifactKind, ref: string): Promise<void>;
   /** Everything on the substrate that carries Ferry's labels (orphan sweep). */
   listLabelled(): Promise<LabelledObject[]>;
-  /** Release connections and timers; never stops jobs. */
+  /** Release connections and timers; never stops jobs. Pending `watch` promises reject promptly with FerryError FERRY_INTERNAL "substrate closed" (stop supervising; the next start re-attaches). */
   close(): Promise<void>;
 }

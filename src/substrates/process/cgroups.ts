@@ -3,8 +3,10 @@
  * with the memory controller, v1 (memory, cpu, pids hierarchies) otherwise. Ferry makes one cgroup
  * per step job under `<own cgroup>/ferry` and the supervisor's child joins it before exec.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Resources } from '../../core/types.ts';
 
 export interface JobCgroups {
@@ -20,6 +22,11 @@ export interface CgroupDriver {
   readonly version: 'v1' | 'v2';
   readonly detail: string;
   create(name: string, limits: Resources): JobCgroups;
+  /**
+   * Every directory `create(name)` may make, whatever the limits: a job's cgroups are derived from
+   * its name, so they can be removed even when nothing recorded them (a crash before spec.json).
+   */
+  dirsFor(name: string): string[];
 }
 
 const ROOT = '/sys/fs/cgroup';
@@ -66,6 +73,9 @@ function v1Driver(memOwn: string, cpuOwn: string | null, pidsOwn: string | null)
   return {
     version: 'v1',
     detail: `cgroup v1 under ${memBase}${cpuBase ? ` and ${cpuBase}` : ' (no cpu controller: cpu not limited)'}`,
+    dirsFor(name) {
+      return [memBase, cpuBase, pidsBase].filter((b): b is string => b !== null).map((b) => join(b, name));
+    },
     create(name, limits) {
       const dirs: string[] = [];
       const procs: string[] = [];
@@ -115,6 +125,9 @@ function v2Driver(own: string): CgroupDriver | { error: string } {
   return {
     version: 'v2',
     detail: `cgroup v2 under ${base}`,
+    dirsFor(name) {
+      return [join(base, name)];
+    },
     create(name, limits) {
       const dir = join(base, name);
       mkdirSync(dir);
@@ -138,32 +151,38 @@ export function cpuQuota(millicores: number): { period: number; quota: number } 
   return { period, quota: Math.max(1000, Math.round((millicores * period) / 1000)) };
 }
 
-/** Remove a job's cgroups, killing anything left in them first. Idempotent. */
-export function removeCgroups(dirs: readonly string[]): void {
+/** Pause between attempts to remove a cgroup whose processes are still dying, and how many attempts. */
+const REMOVE_RETRY_MS = 10;
+const REMOVE_TRIES = 100;
+
+/**
+ * Remove a job's cgroups, killing anything left in them first. Idempotent. Async: a cgroup whose
+ * processes take a while to die is retried for about a second without blocking the event loop.
+ */
+export async function removeCgroups(dirs: readonly string[]): Promise<void> {
   for (const dir of dirs) {
-    if (!existsSync(dir)) continue;
-    for (let tries = 0; tries < 50; tries++) {
+    for (let tries = 0; tries < REMOVE_TRIES; tries++) {
       try {
-        rmdirSync(dir);
+        await rmdir(dir);
         break;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
-        for (const pid of readPids(dir)) {
+        for (const pid of await readPids(dir)) {
           try {
             process.kill(pid, 'SIGKILL');
           } catch {
             // already gone
           }
         }
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+        await sleep(REMOVE_RETRY_MS);
       }
     }
   }
 }
 
-function readPids(dir: string): number[] {
+async function readPids(dir: string): Promise<number[]> {
   try {
-    return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+    return (await readFile(join(dir, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean).map(Number);
   } catch {
     return [];
   }

@@ -7,13 +7,17 @@
  *
  * and its output goes straight from the job to the attempt log (no copy through Ferry), which
  * `watch` tails for `::ferry::` lines. The declared peak is enforced through cgroups.
+ *
+ * Supervisors are started by a small fork server (native/ferry-spawner.c, started by init()), so
+ * the server never forks its own large process; it reports their exits. Without it, they are
+ * spawned from Node. A supervisor is cancelled with SIGUSR1 and ignores SIGTERM, SIGINT and SIGHUP.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { mkdir, open, readFile, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
-import { dirname, join, resolve, sep } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { FerryError } from '../../core/errors.ts';
@@ -29,12 +33,20 @@ import {
   type Substrate,
 } from '../substrate.ts';
 import { detectCgroups, removeCgroups, type CgroupDriver } from './cgroups.ts';
+import { LogTail } from './log-tail.ts';
+import { nextPollMs } from './poll-interval.ts';
+import { SpawnFailedError, Spawner, SpawnerGoneError, SpawnerUnreachableError, type SpawnRequest } from './spawner.ts';
+import { SupervisorHandle, WakeUp } from './supervisor-handle.ts';
 
 const execFileAsync = promisify(execFile);
 /** Log polling of a job Ferry spawned itself (its exit is an event): while output grows, and when quiet. */
 const OUTPUT_POLL_MS = 100;
+/** Longest wait between two looks at a job while nothing changes, whether or not its exit is an event. */
 const IDLE_POLL_MS = 1000;
-const DEFAULT_SUPERVISOR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../build/ferry-supervise');
+const BUILD = resolve(dirname(fileURLToPath(import.meta.url)), '../../../build');
+const DEFAULT_SUPERVISOR = join(BUILD, 'ferry-supervise');
+const DEFAULT_SPAWNER = join(BUILD, 'ferry-spawner');
+const BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id';
 
 export interface ProcessSubstrateOptions {
   /** Ferry's data folder; jobs, scratch, snapshots and logs live below it. */
@@ -45,7 +57,15 @@ export interface ProcessSubstrateOptions {
   readonly cgroups?: 'auto' | 'off';
   /** Path of the built supervisor. Default: build/ferry-supervise of this package. */
   readonly supervisorPath?: string;
-  /** How often a job is polled for output and exit when Ferry did not spawn it itself. Default 100 ms. */
+  /**
+   * Path of the built fork server that spawns supervisors, or `null` to spawn them from Node (about
+   * 10 ms of blocked event loop per job). Default: build/ferry-spawner of this package, when built.
+   */
+  readonly spawnerPath?: string | null;
+  /**
+   * How soon a job Ferry did not spawn itself (re-attached) is looked at again after its output
+   * grew; with no change the wait doubles up to 1 s. Default 100 ms.
+   */
   readonly pollMs?: number;
   /** Variables passed from Ferry's own environment to jobs. Default: PATH, HOME, LANG, LC_ALL, TZ. */
   readonly passEnv?: readonly string[];
@@ -61,6 +81,8 @@ interface JobFile {
   readonly limits: Resources;
   readonly timeoutMs: number | null;
   readonly startedAt: string;
+  /** The kernel's boot id when the job started: after a reboot its pids mean other processes. Absent in older records. */
+  readonly bootId?: string | null;
 }
 
 interface PidFile {
@@ -86,8 +108,13 @@ export class ProcessSubstrate implements Substrate {
   private readonly opts: Required<Omit<ProcessSubstrateOptions, 'capacity'>> & { capacity: Resources };
   private cgroups: CgroupDriver | null = null;
   private limitsSupport: LimitsSupport = { enforced: false, detail: 'not initialised' };
-  /** Supervisors this process spawned: their exit is an event, not a poll. */
-  private readonly children = new Map<string, ChildProcess>();
+  /** Supervisors this process started, by job ref: their exit is an event, not a poll. */
+  private readonly supervisors = new Map<string, SupervisorHandle>();
+  private spawner: Spawner | null = null;
+  private bootId: string | null = null;
+  private closed = false;
+  /** Wake-ups of the pending watches, so close() ends them at once. */
+  private readonly watching = new Set<WakeUp>();
   private readonly roots: Record<'jobs' | 'scratch' | 'snapshots' | 'logs' | 'tenants', string>;
 
   constructor(options: ProcessSubstrateOptions) {
@@ -97,6 +124,7 @@ export class ProcessSubstrate implements Substrate {
       capacity: options.capacity ?? { cpu: availableParallelism() * 1000, memory: totalmem() },
       cgroups: options.cgroups ?? 'auto',
       supervisorPath: options.supervisorPath ?? DEFAULT_SUPERVISOR,
+      spawnerPath: options.spawnerPath === undefined ? DEFAULT_SPAWNER : options.spawnerPath,
       pollMs: options.pollMs ?? 100,
       passEnv: options.passEnv ?? ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ'],
     };
@@ -117,6 +145,9 @@ export class ProcessSubstrate implements Substrate {
       );
     }
     for (const dir of Object.values(this.roots)) mkdirSync(dir, { recursive: true });
+    this.bootId = currentBootId();
+    // Without the spawner (not built, or it cannot run) every start falls back to spawning from Node.
+    await this.startSpawner();
     if (this.opts.cgroups === 'off') {
       this.limitsSupport = { enforced: false, detail: 'cgroups turned off by configuration: declared peaks are not enforced' };
       return;
@@ -204,8 +235,9 @@ export class ProcessSubstrate implements Substrate {
     let cgroups = null;
     if (this.cgroups) {
       try {
-        cgroups = this.cgroups.create(`${spec.migrationId}-a${spec.attempt}-s${spec.stepIndex < 0 ? 'wipe' : spec.stepIndex}`, spec.limits);
+        cgroups = this.cgroups.create(cgroupName(ref), spec.limits);
       } catch (err) {
+        await removeCgroups(this.cgroups.dirsFor(cgroupName(ref)));
         throw new FerryError('FERRY_INTERNAL', `cannot create the job's cgroup: ${(err as Error).message}`, {}, { cause: err });
       }
     }
@@ -219,8 +251,14 @@ export class ProcessSubstrate implements Substrate {
       limits: spec.limits,
       timeoutMs: spec.timeoutMs ?? null,
       startedAt: new Date().toISOString(),
+      bootId: this.bootId,
     };
-    await writeFile(join(ref, 'spec.json'), JSON.stringify(job));
+    try {
+      await writeFile(join(ref, 'spec.json'), JSON.stringify(job));
+    } catch (err) {
+      await removeCgroups(job.cgroupDirs);
+      throw err;
+    }
 
     const args = ['-d', ref, '-l', spec.logPath];
     if (spec.timeoutMs !== undefined) args.push('-t', String(spec.timeoutMs));
@@ -235,86 +273,165 @@ export class ProcessSubstrate implements Substrate {
     }
     Object.assign(env, spec.env, { FERRY_TENANT_DATA: this.tenantData(spec.tenant), FERRY_SCRATCH: spec.scratchRef });
 
-    const child = spawn(this.opts.supervisorPath, args, { detached: true, stdio: 'ignore', env, cwd: ref });
+    const handle = await this.launch(ref, { program: this.opts.supervisorPath, args, env, cwd: ref });
+    // Started means findable: the supervisor writes its pid file once the job runs.
+    const pidFile = join(ref, 'pid');
+    const wakeUp = new WakeUp();
+    const unsubscribe = handle.onChange(wakeUp.wake);
+    try {
+      for (let waited = 0; !existsSync(pidFile); waited += 2) {
+        if (waited > 10_000) throw new FerryError('FERRY_INTERNAL', `the supervisor of ${ref} did not start the job within 10 s`);
+        await wakeUp.wait(2);
+        if (handle.state === 'exited') {
+          if (!existsSync(pidFile) && !existsSync(join(ref, 'result'))) {
+            throw new FerryError('FERRY_INTERNAL', `the supervisor of ${ref} exited before starting the job`);
+          }
+          break;
+        }
+      }
+    } finally {
+      unsubscribe();
+    }
+  }
+
+  /**
+   * Starts a supervisor through the spawner, restarting the spawner if it died; spawns it from
+   * Node when there is no spawner. A request the spawner took and never answered (it died) is
+   * not sent again: the supervisor may run, and a second one would run the step twice; the pid
+   * file tells.
+   */
+  private async launch(ref: string, request: SpawnRequest): Promise<SupervisorHandle> {
+    if (this.closed) throw new FerryError('FERRY_INTERNAL', 'substrate closed');
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (this.spawner === null || !this.spawner.alive) await this.startSpawner();
+      const spawner = this.spawner;
+      if (!spawner?.alive) break;
+      try {
+        const { handle } = await spawner.spawn(request);
+        return this.track(ref, handle);
+      } catch (err) {
+        if (err instanceof SpawnFailedError) {
+          throw new FerryError('FERRY_INTERNAL', `cannot start the supervisor: ${err.message}`, {}, { cause: err });
+        }
+        // Died before it could have read the request: safe to ask a new one.
+        if (err instanceof SpawnerUnreachableError) continue;
+        if (!(err instanceof SpawnerGoneError)) throw err;
+        const unknown = new SupervisorHandle();
+        unknown.settle('untracked');
+        return unknown;
+      }
+    }
+    const child = spawn(request.program, request.args, { detached: true, stdio: 'ignore', env: request.env, cwd: request.cwd });
     child.unref();
-    this.children.set(ref, child);
-    const exited = once(child, 'exit').catch(() => undefined);
-    child.once('exit', () => this.children.delete(ref));
-    child.once('error', () => this.children.delete(ref));
+    const handle = new SupervisorHandle();
+    child.once('exit', () => handle.settle('exited'));
+    child.once('error', () => handle.settle('exited'));
     await once(child, 'spawn').catch((err: Error) => {
       throw new FerryError('FERRY_INTERNAL', `cannot start the supervisor: ${err.message}`, {}, { cause: err });
     });
-    // Started means findable: the supervisor writes its pid file once the job runs.
-    const pidFile = join(ref, 'pid');
-    for (let waited = 0; !existsSync(pidFile); waited += 2) {
-      if (waited > 10_000) throw new FerryError('FERRY_INTERNAL', `the supervisor of ${ref} did not start the job within 10 s`);
-      const done = await Promise.race([exited.then(() => true), sleep(2).then(() => false)]);
-      if (done && !existsSync(pidFile) && !existsSync(join(ref, 'result'))) {
-        throw new FerryError('FERRY_INTERNAL', `the supervisor of ${ref} exited before starting the job (exit ${child.exitCode})`);
-      }
-      if (done) break;
+    return this.track(ref, handle);
+  }
+
+  private track(ref: string, handle: SupervisorHandle): SupervisorHandle {
+    this.supervisors.set(ref, handle);
+    handle.onChange(() => {
+      if (this.supervisors.get(ref) === handle) this.supervisors.delete(ref);
+    });
+    return handle;
+  }
+
+  private async startSpawner(): Promise<void> {
+    this.spawner = null;
+    if (this.closed || this.opts.spawnerPath === null || !existsSync(this.opts.spawnerPath)) return;
+    try {
+      this.spawner = await Spawner.start(this.opts.spawnerPath);
+    } catch {
+      this.spawner = null;
     }
   }
 
   async watch(ref: string, onLine: (line: string) => void): Promise<StepResult> {
     this.assertUnder('jobs', ref);
+    this.assertOpen();
     let job: JobFile;
     try {
       job = JSON.parse(await readFile(join(ref, 'spec.json'), 'utf8')) as JobFile;
     } catch {
+      this.assertOpen();
       return lost('Ferry has no record on disk that this step ever started');
     }
     const tail = new LogTail(job.logPath, job.logOffset, onLine);
-    const child = this.children.get(ref);
-    const childExit = child ? once(child, 'exit').catch(() => undefined) : null;
-    let interval = 5;
-    let pidMissingSince: number | null = null;
-    for (;;) {
-      const grew = await tail.read();
-      // A supervisor this process spawned is watched through its exit event: while it lives there
-      // is no result to look for, and the log is read often only while it grows, so a thousand
-      // quiet jobs cost a stat each per second instead of ten.
-      const ownAlive = child !== undefined && child.exitCode === null && child.signalCode === null;
-      if (ownAlive) {
-        interval = grew ? OUTPUT_POLL_MS : Math.min(interval * 2, IDLE_POLL_MS);
-        await Promise.race([childExit, sleep(interval)]);
-        continue;
-      }
-      const result = await readResult(ref);
-      if (result) {
-        await tail.read(true);
-        removeCgroups(job.cgroupDirs);
-        return describe(result, job);
-      }
-      const pid = await readPidFile(ref);
-      if (pid === null) {
-        pidMissingSince ??= Date.now();
-        if (Date.now() - pidMissingSince > 5000) {
-          removeCgroups(job.cgroupDirs);
-          return lost('its supervisor never started the job');
+    const own = this.supervisors.get(ref);
+    // One wake-up for the whole watch, subscribed once to the supervisor's exit and to close().
+    const wakeUp = new WakeUp();
+    const unsubscribe = own?.onChange(wakeUp.wake);
+    this.watching.add(wakeUp);
+    try {
+      let interval = 5;
+      let pidMissingSince: number | null = null;
+      for (;;) {
+        this.assertOpen();
+        const grew = await tail.read();
+        this.assertOpen();
+        // A supervisor this process started is watched through its exit event: while it lives there
+        // is no result to look for, and the log is read often only while it grows, so a thousand
+        // quiet jobs cost a stat each per second instead of ten.
+        if (own?.state === 'running') {
+          interval = grew ? OUTPUT_POLL_MS : Math.min(interval * 2, IDLE_POLL_MS);
+          await wakeUp.wait(interval);
+          continue;
         }
-      } else if (!isAlive(pid.supervisor, pid.supervisorStart)) {
-        // The supervisor may have written the result just before it exited.
-        const late = await readResult(ref);
-        if (late) continue;
-        killGroup(pid.job, pid.jobStart);
-        await tail.read(true);
-        removeCgroups(job.cgroupDirs);
-        return lost('its supervisor died without recording how the job ended; the job was stopped');
+        const result = await readResult(ref);
+        if (result) {
+          await tail.read(true);
+          await removeCgroups(job.cgroupDirs);
+          return describe(result, job);
+        }
+        if (!this.sameBoot(job)) {
+          // Its pids now name other processes (or nothing): never signal them.
+          await tail.read(true);
+          await removeCgroups(job.cgroupDirs);
+          return lost('the machine restarted while the job ran (its boot id changed); it did not record how it ended');
+        }
+        const pid = await readPidFile(ref);
+        let changed = grew;
+        if (pid === null) {
+          pidMissingSince ??= Date.now();
+          if (Date.now() - pidMissingSince > 5000) {
+            await removeCgroups(job.cgroupDirs);
+            return lost('its supervisor never started the job');
+          }
+        } else if (!isAlive(pid.supervisor, pid.supervisorStart)) {
+          // The supervisor may have written the result just before it exited.
+          const late = await readResult(ref);
+          if (late) continue;
+          killGroup(pid.job, pid.jobStart);
+          await tail.read(true);
+          await removeCgroups(job.cgroupDirs);
+          return lost('its supervisor died without recording how the job ended; the job was stopped');
+        } else if (pidMissingSince !== null) {
+          pidMissingSince = null;
+          changed = true;
+        }
+        await wakeUp.wait(interval);
+        interval = nextPollMs(interval, changed, { pollMs: this.opts.pollMs, idleMs: IDLE_POLL_MS });
       }
-      const wait = sleep(interval);
-      await (childExit ? Promise.race([childExit, wait]) : wait);
-      interval = Math.min(interval * 2, this.opts.pollMs);
+    } finally {
+      unsubscribe?.();
+      this.watching.delete(wakeUp);
     }
   }
 
   async stop(ref: string): Promise<void> {
     this.assertUnder('jobs', ref);
+    const job = await readJobFile(ref);
+    if (job && !this.sameBoot(job)) return;
     for (let i = 0; i < 250; i++) {
       if (existsSync(join(ref, 'result'))) return;
       const pid = await readPidFile(ref);
       if (pid) {
-        if (isAlive(pid.supervisor, pid.supervisorStart)) process.kill(pid.supervisor, 'SIGTERM');
+        // SIGUSR1 is the supervisor's cancel; it ignores SIGTERM, SIGINT and SIGHUP.
+        if (isAlive(pid.supervisor, pid.supervisorStart)) signal(pid.supervisor, 'SIGUSR1');
         return;
       }
       if (!existsSync(join(ref, 'spec.json'))) return;
@@ -326,17 +443,15 @@ export class ProcessSubstrate implements Substrate {
     switch (kind) {
       case 'job': {
         this.assertUnder('jobs', ref);
+        const job = await readJobFile(ref);
         const pid = await readPidFile(ref);
-        if (pid && !existsSync(join(ref, 'result'))) {
+        if (pid && !existsSync(join(ref, 'result')) && (job === null || this.sameBoot(job))) {
           killGroup(pid.job, pid.jobStart);
-          if (isAlive(pid.supervisor, pid.supervisorStart)) process.kill(pid.supervisor, 'SIGKILL');
+          if (isAlive(pid.supervisor, pid.supervisorStart)) signal(pid.supervisor, 'SIGKILL');
         }
-        try {
-          const job = JSON.parse(readFileSync(join(ref, 'spec.json'), 'utf8')) as JobFile;
-          removeCgroups(job.cgroupDirs);
-        } catch {
-          // no spec: nothing was created
-        }
+        // The cgroups are derived from the ref too: a crash before spec.json leaves them recorded nowhere.
+        const dirs = new Set([...(job?.cgroupDirs ?? []), ...(this.cgroups?.dirsFor(cgroupName(ref)) ?? [])]);
+        await removeCgroups([...dirs]);
         await rm(ref, { recursive: true, force: true });
         await rmdir(dirname(ref)).catch(() => undefined); // the migration's folder, once empty
         return;
@@ -385,8 +500,26 @@ export class ProcessSubstrate implements Substrate {
     return out;
   }
 
+  /**
+   * Ends the spawner (never a supervisor or a job) and makes every pending watch reject with
+   * FERRY_INTERNAL "substrate closed": the runner stops supervising, and the next start re-attaches.
+   */
   async close(): Promise<void> {
-    this.children.clear();
+    this.closed = true;
+    for (const wakeUp of this.watching) wakeUp.wake();
+    const spawner = this.spawner;
+    this.spawner = null;
+    await spawner?.close();
+    this.supervisors.clear();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new FerryError('FERRY_INTERNAL', 'substrate closed');
+  }
+
+  /** False only when the job recorded a boot id and the machine has booted since. */
+  private sameBoot(job: JobFile): boolean {
+    return !job.bootId || this.bootId === null || job.bootId === this.bootId;
   }
 
   /** Refuse any path outside the folder Ferry owns for that kind: tenant data can never be removed. */
@@ -398,90 +531,17 @@ export class ProcessSubstrate implements Substrate {
   }
 }
 
-const NEWLINE = 0x0a;
-const MARKER = Buffer.from('::ferry::');
-
-/** Reads a log file from an offset and hands out complete lines. */
-class LogTail {
-  private offset: number;
-  private partial = '';
-  private readonly onLine: (line: string) => void;
-  private readonly path: string;
-
-  constructor(path: string, offset: number, onLine: (line: string) => void) {
-    this.path = path;
-    this.offset = offset;
-    this.onLine = onLine;
-  }
-
-  /** Reads what was appended since the last call; true when there was something. */
-  async read(final = false): Promise<boolean> {
-    let size: number;
-    try {
-      size = (await stat(this.path)).size;
-    } catch {
-      return false;
-    }
-    const grew = size > this.offset;
-    if (size > this.offset) {
-      const fh = await open(this.path, 'r');
-      try {
-        const buf = Buffer.allocUnsafe(1 << 20);
-        while (this.offset < size) {
-          const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - this.offset), this.offset);
-          if (bytesRead === 0) break;
-          this.offset += bytesRead;
-          this.feedBytes(buf, bytesRead);
-        }
-      } finally {
-        await fh.close();
-      }
-    }
-    if (final && this.partial) {
-      this.onLine(this.partial);
-      this.partial = '';
-    }
-    return grew;
-  }
-
-  /**
-   * Most output holds no `::ferry::` line: find complete lines and the marker in the bytes, and
-   * decode only what can hold one (the carried-over line and chunks with the marker), so a job
-   * writing gigabytes costs reads, not string conversions.
-   */
-  private feedBytes(buf: Buffer, length: number): void {
-    const bytes = buf.subarray(0, length);
-    const last = bytes.lastIndexOf(NEWLINE);
-    if (last !== -1 && bytes.subarray(0, last).indexOf(MARKER) === -1) {
-      const head = this.partial + bytes.toString('utf8', 0, Math.min(last, MARKER.length));
-      if (!head.includes('::ferry::')) {
-        this.partial = bytes.toString('utf8', last + 1);
-        if (this.partial.length > 65_536) this.partial = '';
-        return;
-      }
-    }
-    this.feed(bytes.toString('utf8'));
-  }
-
-  private feed(text: string): void {
-    // Only `::ferry::` lines matter to the runner; skip the split for chunks without one.
-    const chunk = this.partial + text;
-    const last = chunk.lastIndexOf('\n');
-    if (last === -1) {
-      this.partial = chunk.length > 65_536 ? '' : chunk;
-      return;
-    }
-    this.partial = chunk.slice(last + 1);
-    if (this.partial.length > 65_536) this.partial = '';
-    const complete = chunk.slice(0, last);
-    if (!complete.includes('::ferry::')) return;
-    for (const line of complete.split('\n')) if (line.startsWith('::ferry::')) this.onLine(line);
-  }
-}
-
 async function readResult(ref: string): Promise<RawResult | null> {
   try {
     return JSON.parse(await readFile(join(ref, 'result'), 'utf8')) as RawResult;
+  } catch {
+    return null;
+  }
+}
+
+async function readJobFile(ref: string): Promise<JobFile | null> {
+  try {
+    return JSON.parse(await readFile(join(ref, 'spec.json'), 'utf8')) as JobFile;
   } catch {
     return null;
   }
@@ -514,6 +574,28 @@ function killGroup(pid: number, startTime: string): void {
     process.kill(-pid, 'SIGKILL');
   } catch {
     // gone meanwhile
+  }
+}
+
+/** process.kill that tolerates the process ending between the liveness check and the signal (ESRCH). */
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
+/** A job's cgroup name, derived from its ref (`<migration>-a<attempt>-s<step>`), so it can be found without any record. */
+function cgroupName(ref: string): string {
+  return `${basename(dirname(ref))}-${basename(ref)}`;
+}
+
+function currentBootId(): string | null {
+  try {
+    return readFileSync(BOOT_ID_FILE, 'utf8').trim() || null;
+  } catch {
+    return null;
   }
 }
 

@@ -1,0 +1,84 @@
+/** A real ProcessSubstrate in a fresh data folder, and what the process substrate's tests share. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ProcessSubstrate, type ProcessSubstrateOptions } from '../../../src/substrates/process/process-substrate.ts';
+import type { StepSpec } from '../../../src/substrates/substrate.ts';
+import { removeDir, tempDir, waitFor } from '../../support/harness.ts';
+
+export interface Kit {
+  readonly substrate: ProcessSubstrate;
+  readonly dataDir: string;
+  /** A step spec and its ref; each call a new migration id. */
+  step(argv: string[], extra?: Partial<StepSpec>): { spec: StepSpec; ref: string };
+  /** Stop and remove every job this kit started, close the substrate, remove the data folder. */
+  cleanup(): Promise<void>;
+}
+
+let counter = 0;
+
+export async function processKit(options: Partial<ProcessSubstrateOptions> = {}): Promise<Kit> {
+  const dataDir = tempDir('ferry-process-');
+  const substrate = new ProcessSubstrate({ dataDir, ...options });
+  await substrate.init();
+  const refs: string[] = [];
+  return {
+    substrate,
+    dataDir,
+    step(argv, extra = {}) {
+      const migrationId = `m-test-${process.pid}-${++counter}`;
+      const scratchRef = substrate.scratchRef(migrationId);
+      const spec: StepSpec = {
+        migrationId,
+        issue: 'github:acme/platform#1',
+        tenant: { id: 'shop', steadyState: { cpu: 1000, memory: 256 * 1024 * 1024 }, data: '' },
+        attempt: 1,
+        stepIndex: 0,
+        stepName: 'test',
+        argv,
+        env: {},
+        limits: { cpu: 1000, memory: 256 * 1024 * 1024 },
+        scratchRef,
+        logPath: join(substrate.logsDir(), migrationId, 'attempt-1.log'),
+        ...extra,
+      };
+      const ref = substrate.jobRef(spec);
+      refs.push(ref);
+      return { spec, ref };
+    },
+    async cleanup() {
+      // remove() kills what still runs (job group and supervisor) and the job's cgroups.
+      for (const ref of refs) await substrate.remove('job', ref);
+      await substrate.close();
+      removeDir(dataDir);
+    },
+  };
+}
+
+/** The pids a started job recorded: supervisor and job. */
+export function pidsOf(ref: string): { supervisor: number; job: number } {
+  const [supervisor, , job] = readFileSync(join(ref, 'pid'), 'utf8').trim().split(' ');
+  return { supervisor: Number(supervisor), job: Number(job) };
+}
+
+export function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** A mask of /proc/PID/status (`SigPnd`, `ShdPnd`, `SigBlk`, `SigIgn`, ...). */
+export function signalMask(pid: number, field: string): bigint {
+  const match = new RegExp(`^${field}:\\s*([0-9a-f]+)$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return BigInt(`0x${match?.[1] ?? '0'}`);
+}
+
+/** Bit of signal `n` in a /proc mask. */
+export const sigBit = (n: number): bigint => 1n << BigInt(n - 1);
+
+/** Waits until `pid` holds no pending signal outside `allowed` (it took, or discarded, what it was sent). */
+export async function signalsTaken(pid: number, allowed = 0n): Promise<void> {
+  await waitFor(`process ${pid} to take its signals`, () => ((signalMask(pid, 'SigPnd') | signalMask(pid, 'ShdPnd')) & ~allowed) === 0n);
+}
