@@ -432,12 +432,11 @@ export class Runner {
   }
 
   private async tick(): Promise<void> {
-    const queued = await this.store.listMigrations({ state: ['queued'] });
+    const queued = await this.store.listQueued();
     if (queued.length === 0) return;
     const holders = new Map<string, string>();
     for (const h of await this.store.listHolders()) holders.set(h.tenant, h.id);
     const inUse = await this.store.runningPeaks();
-    const byId = new Map(queued.map((m) => [m.id, m]));
     const starts = decideStarts({
       queued: queued.map((m, seq) => ({ id: m.id, tenant: m.tenant, peak: m.peak, seq })),
       holders,
@@ -446,8 +445,8 @@ export class Runner {
     });
     for (const id of starts) {
       if (this.stopped) return;
-      const m = byId.get(id);
-      if (m) await this.startAttempt(m);
+      const m = await this.store.getMigration(id);
+      if (m?.state === 'queued') await this.startAttempt(m);
     }
   }
 

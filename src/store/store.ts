@@ -370,6 +370,12 @@ export class Store {
     });
   }
 
+  /** Queued migrations, oldest first, with just what the scheduler decides on (no request bodies). */
+  async listQueued(): Promise<Array<{ id: string; tenant: string; peak: Resources }>> {
+    const rows = await this.db.selectFrom('migrations').select(['id', 'tenant', 'peak']).where('state', '=', 'queued').orderBy('created_at').orderBy('id').execute();
+    return rows.map((r) => ({ id: r.id, tenant: r.tenant, peak: JSON.parse(r.peak) as Resources }));
+  }
+
   /** Sum of the declared peaks of running migrations (the scheduler's budget in use). */
   async runningPeaks(): Promise<Record<string, number>> {
     const rows = await this.db.selectFrom('migrations').select('peak').where('state', '=', 'running').execute();
