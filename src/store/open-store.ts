@@ -13,7 +13,7 @@ export async function openSqliteStore(path: string): Promise<Store> {
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   try {
     await migrateToLatest(db as Kysely<unknown>, 'sqlite');
   } catch (err) {
@@ -21,6 +21,34 @@ export async function openSqliteStore(path: string): Promise<Store> {
     throw err;
   }
   return new Store(db, 'sqlite');
+}
+
+/**
+ * Kysely's SQLite driver prepares every query afresh; preparing is a good part of a query's cost.
+ * Statements are reused per SQL text (Kysely runs one query at a time on this connection, so a
+ * cached statement is never in use twice). Bounded: the least recently added is dropped first.
+ */
+function withStatementCache(sqlite: SQLite.Database, size = 256): SQLite.Database {
+  const cache = new Map<string, SQLite.Statement>();
+  const prepare = sqlite.prepare.bind(sqlite);
+  return new Proxy(sqlite, {
+    get(target, prop, receiver) {
+      if (prop !== 'prepare') {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        // Native methods must run on the real database object, not on the proxy.
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      }
+      return (source: string) => {
+        let stmt = cache.get(source);
+        if (!stmt) {
+          stmt = prepare(source);
+          if (cache.size >= size) cache.delete(cache.keys().next().value as string);
+          cache.set(source, stmt);
+        }
+        return stmt;
+      };
+    },
+  });
 }
 
 export async function openPostgresStore(connectionString: string, options: { schema?: string; max?: number } = {}): Promise<Store> {
