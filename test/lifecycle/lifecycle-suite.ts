@@ -65,7 +65,7 @@ export function defineLifecycleSuite(kit: SubstrateKit): void {
       waitFor(`${id} to reach ${states.join('/')}`, async () => {
         const m = await get(f, id);
         return states.includes(m.state) ? m : null;
-      });
+      }, 90_000); // generous: containers and snapshots are slow on a loaded 2-core machine
 
     void test('runs a one-shot job with the job environment, labelled as a migration, and never restarts it', async (t) => {
       const f = await start(t);
@@ -349,6 +349,27 @@ export function defineLifecycleSuite(kit: SubstrateKit): void {
       const refiled = await f.api('POST', '/v1/migrations', request('shop', [{ name: 'x', run: sh('true') }], { issue }));
       assert.equal(refiled.status, 409);
       assert.equal(refiled.body.code, 'FERRY_ISSUE_CLOSED');
+    });
+
+    void test('a restarted runner re-attaches to a running job and records its outcome once, without re-running it', async (t) => {
+      let f = await start(t);
+      if (!f) return;
+      await tenant(f, 'shop');
+      const id = await fileAndApprove(
+        f,
+        request('shop', [
+          { name: 'long', run: sh('echo run >> "$FERRY_TENANT_DATA/ledger"; echo started > "$FERRY_TENANT_DATA/started"; sleep 3; echo "::ferry::checkpoint done-1"') },
+          { name: 'next', run: sh('echo next >> "$FERRY_TENANT_DATA/ledger"') },
+        ]),
+      );
+      await waitFor('the job to start', async () => (await kit.readTenantFile(f!, 'shop', 'started')) !== null);
+      await f.stop();
+      ferry = null;
+      f = ferry = await startFerry({ ...kit.options(), dataDir: f.dataDir });
+      const m = await until(f, id, ['succeeded']);
+      assert.equal(m.attempts.length, 1);
+      assert.deepEqual(m.checkpoint, { step: 0, text: 'done-1' });
+      assert.equal(await kit.readTenantFile(f, 'shop', 'ledger'), 'run\nnext\n', 'each step ran exactly once');
     });
 
     void test('cancel stops a running attempt first and frees the tenant', async (t) => {
