@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { describeRejection } from '../core/admission.ts';
 import { FerryError, coerceError } from '../core/errors.ts';
 import { parseOutputLine } from '../core/job-output.ts';
-import { holdsTenant, isTerminal } from '../core/lifecycle.ts';
+import { isTerminal } from '../core/lifecycle.ts';
 import { planRecovery } from '../core/recovery.ts';
 import { parseMigrationRequest, parseTenantInput } from '../core/request-schema.ts';
 import { decideStarts } from '../core/scheduling.ts';
@@ -715,16 +715,6 @@ export class Runner {
     this.metrics.transitions.inc({ to });
     if (from === 'queued') this.queuedAt.delete(m.id);
     return next;
-  }
-
-  /** Whether a migration in this state holds its tenant (exposed for status pages). */
-  static holds(m: MigrationRecord): boolean {
-    return holdsTenant(m.state, m.attempts);
-  }
-
-  /** Present artifacts of a migration (for teardown reports and status). */
-  async artifacts(id: string): Promise<ArtifactRecord[]> {
-    return this.store.listArtifacts({ migrationId: id });
   }
 }
 

@@ -3,7 +3,7 @@
  * with the memory controller, v1 (memory, cpu, pids hierarchies) otherwise. Ferry makes one cgroup
  * per step job under `<own cgroup>/ferry` and the supervisor's child joins it before exec.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -183,15 +183,6 @@ export async function removeCgroups(dirs: readonly string[]): Promise<void> {
 async function readPids(dir: string): Promise<number[]> {
   try {
     return (await readFile(join(dir, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** Whether a cgroup directory has children (used by the orphan sweep). */
-export function listChildCgroups(dir: string): string[] {
-  try {
-    return readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => join(dir, d.name));
   } catch {
     return [];
   }
