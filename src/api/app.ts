@@ -69,7 +69,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     }
   });
 
-  app.setErrorHandler((error, request, reply) => sendProblem(reply, error, request, opts.log));
+  app.setErrorHandler((error, request, reply) => sendProblem(reply, error, request, opts.log, () => runner.storageFull()));
   app.setNotFoundHandler((request, reply) =>
     sendProblem(reply, new FerryError('FERRY_NOT_FOUND', `no such endpoint: ${request.method} ${request.url.split('?')[0]}; see the API in README.md`), request),
   );
@@ -255,8 +255,11 @@ function sendProblem(
   error: unknown,
   request: FastifyRequest,
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void,
+  storageFull: () => boolean = () => false,
 ): FastifyReply {
-  const problem = toFerryError(error);
+  let problem = toFerryError(error);
+  // SQLite's "disk full" often reaches us masked (a failed commit, then a failed rollback): ask the disk.
+  if (problem.code === 'FERRY_INTERNAL' && storageFull()) problem = storageFullError(error);
   if (problem.status >= 500) log?.('error', `${request.method} ${request.url}: ${coerceError(error).stack ?? String(error)}`);
   const body: Record<string, unknown> = {
     type: `urn:ferry:problem:${problem.code}`,
@@ -280,6 +283,7 @@ function toFerryError(error: unknown): FerryError {
   if (error instanceof FerryError) return error;
   const e = coerceError(error) as Error & { statusCode?: number; code?: string };
   const status = e.statusCode;
+  if (e.code === 'SQLITE_FULL' || e.code === 'ENOSPC') return storageFullError(error);
   if (status === 413) return new FerryError('FERRY_PAYLOAD_TOO_LARGE', 'the body is larger than this server accepts (bodyLimit); send a smaller document');
   if (status === 415) return new FerryError('FERRY_UNSUPPORTED_MEDIA_TYPE', `content type not supported; send application/json or application/yaml`);
   if (status !== undefined && status >= 400 && status < 500) {
@@ -287,6 +291,10 @@ function toFerryError(error: unknown): FerryError {
     return new FerryError('FERRY_BAD_REQUEST', `${what}: ${firstLine(e.message)}`);
   }
   return new FerryError('FERRY_INTERNAL', 'internal error; the server log has the details', {}, { cause: error });
+}
+
+function storageFullError(cause: unknown): FerryError {
+  return new FerryError('FERRY_STORAGE_FULL', "the disk holding Ferry's data folder is full, so nothing was recorded; free space and send the request again", {}, { cause });
 }
 
 function firstLine(text: string): string {

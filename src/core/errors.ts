@@ -19,6 +19,7 @@ export const ERRORS = {
   FERRY_PAYLOAD_TOO_LARGE: 413,
   FERRY_UNSUPPORTED_MEDIA_TYPE: 415,
   FERRY_INTERNAL: 500,
+  FERRY_STORAGE_FULL: 503,
 } as const;
 export type ErrorCode = keyof typeof ERRORS;
 

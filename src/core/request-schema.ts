@@ -145,5 +145,12 @@ export interface TenantInput {
 
 export function parseTenantInput(input: unknown): TenantInput {
   const doc = validate(tenantSchema, input, 'tenant');
+  for (const required of ['cpu', 'memory']) {
+    if (!Object.hasOwn(doc.steadyState, required)) {
+      throw new FerryError('FERRY_INVALID_REQUEST', `the tenant is not valid: steadyState.${required} must be declared (the 2x rule needs it)`, {
+        problems: [{ path: `steadyState.${required}`, message: 'must be declared' }],
+      });
+    }
+  }
   return { steadyState: toResources(doc.steadyState, 'steadyState'), data: doc.data };
 }

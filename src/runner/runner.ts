@@ -6,7 +6,7 @@
  * Its own lifecycle is explicit: start() re-attaches to attempts that ran while it was away and
  * finishes interrupted teardowns; stop() stops scheduling and watching but never stops a job.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statfsSync } from 'node:fs';
 import { appendFile, mkdir, rmdir, statfs } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -110,6 +110,16 @@ export class Runner {
 
   get issueDefaults(): IssueDefaults | undefined {
     return this.opts.issueDefaults;
+  }
+
+  /** Whether the disk holding Ferry's data folder is (nearly) full: less than 1 MiB left. */
+  storageFull(): boolean {
+    try {
+      const fs = statfsSync(this.opts.logsDir);
+      return fs.bavail * fs.bsize < 1024 * 1024;
+    } catch {
+      return false;
+    }
   }
 
   get capacity(): Resources {

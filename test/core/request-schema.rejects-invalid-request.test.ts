@@ -135,6 +135,13 @@ void test(
 
 void test('the tenant document rejects unknown fields and bad quantities', () => {
   assertFerryError(() => parseTenantInput({ steadyState: { cpu: '1', memory: '1Gi' }, owner: 'x' }), 'FERRY_INVALID_REQUEST');
-  const err = assertFerryError(() => parseTenantInput({ steadyState: { cpu: '-1' } }), 'FERRY_INVALID_REQUEST');
+  const err = assertFerryError(() => parseTenantInput({ steadyState: { cpu: '-1', memory: '1Gi' } }), 'FERRY_INVALID_REQUEST');
   assert.deepEqual(err.details.problems, [{ path: 'steadyState.cpu', message: 'cpu: "-1" is negative; quantities must be zero or more' }]);
+});
+
+void test('a tenant must declare its steady-state cpu and memory', () => {
+  for (const steadyState of [{}, { cpu: '1' }, { memory: '1Gi' }]) {
+    const err = assertFerryError(() => parseTenantInput({ steadyState }), 'FERRY_INVALID_REQUEST');
+    assert.match(err.message, /steadyState\.(cpu|memory) must be declared/);
+  }
 });
