@@ -1,7 +1,8 @@
 // A tracker played by a local HTTP server (REST API for comments), signed deliveries to a real
 // Ferry, and helpers to read the thread as a person on the tracker would see it.
 import { randomUUID } from 'node:crypto';
-import { startFerry, waitFor, type Ferry } from '../../support/harness.ts';
+import type { TestContext } from 'node:test';
+import { removeDir, startFerry, waitFor, type Ferry } from '../../support/harness.ts';
 import type { TrackerKind } from '../../../src/core/issue-ref.ts';
 import type { RawTrackerOptions } from '../../../src/tracker/tracker-config.ts';
 import { listOutbox } from '../../../src/tracker/thread-store.ts';
@@ -100,6 +101,26 @@ export async function startThreadFerry(
     trackers: { [tracker.kind]: trackerSettings(tracker, options.extra) },
     outbox: { retryBaseMs: options.retryBaseMs ?? 50, retryMaxMs: 1000 },
   });
+}
+
+/**
+ * A fake `kind` tracker and a Ferry pointed at it, with the tenant `shop` registered; both are
+ * stopped and the data folder removed when the test ends.
+ */
+export async function startThreadWorld(
+  t: TestContext,
+  kind: TrackerKind,
+  options: Parameters<typeof startThreadFerry>[1] = {},
+): Promise<{ tracker: FakeTracker; ferry: Ferry }> {
+  const tracker = await startFakeTracker(kind);
+  const ferry = await startThreadFerry(tracker, options);
+  t.after(async () => {
+    await ferry.stop();
+    await tracker.close();
+    removeDir(ferry.dataDir);
+  });
+  await registerTenant(ferry);
+  return { tracker, ferry };
 }
 
 export async function registerTenant(ferry: Ferry, id = 'shop'): Promise<void> {

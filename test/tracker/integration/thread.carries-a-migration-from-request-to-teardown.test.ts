@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { removeDir, waitFor } from '../../support/harness.ts';
+import { waitFor } from '../../support/harness.ts';
 import {
   TRACKER_KINDS,
   commentDelivery,
@@ -15,13 +15,11 @@ import {
   migrationsOf,
   outboxDrained,
   refOf,
-  registerTenant,
   requestBody,
-  startFakeTracker,
-  startThreadFerry,
   waitForState,
   withMarker,
   type ThreadRef,
+  startThreadWorld,
 } from './thread-kit.ts';
 
 const CREATE_PATH = {
@@ -43,14 +41,7 @@ function assertLines(text: string, expected: ReadonlyArray<string | RegExp>): vo
 
 for (const kind of TRACKER_KINDS) {
   void test(`${kind}: a thread carries a migration from request to teardown`, async (t) => {
-    const tracker = await startFakeTracker(kind);
-    const ferry = await startThreadFerry(tracker);
-    t.after(async () => {
-      await ferry.stop();
-      await tracker.close();
-      removeDir(ferry.dataDir);
-    });
-    await registerTenant(ferry);
+    const { tracker, ferry } = await startThreadWorld(t, kind);
     const thread: ThreadRef = { kind, repo: kind === 'gitlab' ? 'group/sub/platform' : 'acme/platform', number: 7 };
     const issue = refOf(thread);
     const release = join(ferry.dataDir, 'release-copy');

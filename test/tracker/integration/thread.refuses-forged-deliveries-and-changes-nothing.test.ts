@@ -11,25 +11,16 @@ import {
   deliverOk,
   issueDelivery,
   outboxDrained,
-  registerTenant,
   requestBody,
   signedHeaders,
   snapshotState,
-  startFakeTracker,
-  startThreadFerry,
   type ThreadRef,
+  startThreadWorld,
 } from './thread-kit.ts';
 
 for (const kind of TRACKER_KINDS) {
   void test(`${kind}: every refused delivery leaves the store unchanged`, async (t) => {
-    const tracker = await startFakeTracker(kind);
-    const ferry = await startThreadFerry(tracker, { bodyLimit: 8192 });
-    t.after(async () => {
-      await ferry.stop();
-      await tracker.close();
-      removeDir(ferry.dataDir);
-    });
-    await registerTenant(ferry);
+    const { ferry } = await startThreadWorld(t, kind, { bodyLimit: 8192 });
     const thread: ThreadRef = { kind, repo: kind === 'gitlab' ? 'group/platform' : 'acme/platform', number: 3 };
     await deliverOk(ferry, kind, issueDelivery(thread, 'opened', requestBody([{ name: 'hello', run: ['sh', '-c', 'echo hi'] }]), 'alice'));
     const applied = await deliverOk(ferry, kind, commentDelivery(thread, '/ferry cancel', 'olga'));

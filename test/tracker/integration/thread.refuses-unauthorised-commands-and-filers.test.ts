@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { removeDir, waitFor } from '../../support/harness.ts';
+import { waitFor } from '../../support/harness.ts';
 import {
   commentDelivery,
   current,
@@ -13,24 +13,15 @@ import {
   migrationsOf,
   outboxDrained,
   refOf,
-  registerTenant,
   requestBody,
   snapshotState,
-  startFakeTracker,
-  startThreadFerry,
   waitForState,
   type ThreadRef,
+  startThreadWorld,
 } from './thread-kit.ts';
 
 void test('unauthorised filers and commanders, and malformed commands, get a reply and change nothing', async (t) => {
-  const tracker = await startFakeTracker('github');
-  const ferry = await startThreadFerry(tracker);
-  t.after(async () => {
-    await ferry.stop();
-    await tracker.close();
-    removeDir(ferry.dataDir);
-  });
-  await registerTenant(ferry);
+  const { tracker, ferry } = await startThreadWorld(t, 'github');
   const body = requestBody([{ name: 'hello', run: ['sh', '-c', 'echo hi'] }]);
 
   // A stranger's request is not filed.
@@ -81,14 +72,7 @@ void test('unauthorised filers and commanders, and malformed commands, get a rep
 });
 
 void test('edits: a filed request is replaced, a rejected one is checked again, an approved one is not changed', async (t) => {
-  const tracker = await startFakeTracker('github');
-  const ferry = await startThreadFerry(tracker);
-  t.after(async () => {
-    await ferry.stop();
-    await tracker.close();
-    removeDir(ferry.dataDir);
-  });
-  await registerTenant(ferry);
+  const { tracker, ferry } = await startThreadWorld(t, 'github');
   const thread: ThreadRef = { kind: 'github', repo: 'acme/platform', number: 30 };
   const issue = refOf(thread);
   const release = join(ferry.dataDir, 'release');

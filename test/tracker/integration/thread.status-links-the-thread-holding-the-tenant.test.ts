@@ -2,7 +2,7 @@
 // links that thread.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { removeDir, waitFor } from '../../support/harness.ts';
+import { waitFor } from '../../support/harness.ts';
 import {
   commentDelivery,
   deliverOk,
@@ -10,24 +10,15 @@ import {
   migrationsOf,
   outboxDrained,
   refOf,
-  registerTenant,
   requestBody,
-  startFakeTracker,
-  startThreadFerry,
   waitForState,
   withMarker,
   type ThreadRef,
+  startThreadWorld,
 } from './thread-kit.ts';
 
 void test('a migration waiting for its tenant links the thread whose migration holds it', async (t) => {
-  const tracker = await startFakeTracker('github');
-  const ferry = await startThreadFerry(tracker);
-  t.after(async () => {
-    await ferry.stop();
-    await tracker.close();
-    removeDir(ferry.dataDir);
-  });
-  await registerTenant(ferry);
+  const { tracker, ferry } = await startThreadWorld(t, 'github');
   const a: ThreadRef = { kind: 'github', repo: 'acme/platform', number: 40 };
   const b: ThreadRef = { kind: 'github', repo: 'acme/platform', number: 41 };
 
