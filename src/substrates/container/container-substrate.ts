@@ -256,6 +256,16 @@ export class ContainerSubstrate implements Substrate {
       await Promise.race([output.done, sleep(LOG_DRAIN_MS)]);
       output.cancel();
       if (end === 'gone') return lost(ref, 'was removed while it ran');
+      // Podman's follow stream can end before it delivered a quickly exiting job's last lines (seen
+      // under load: a checkpoint printed just before exit was missing). So the finished job's whole
+      // output is read once more: the file gets only the bytes it lacks, and onLine only the lines
+      // the follow stream did not deliver (the same frames in the same order, so a prefix of them).
+      const delivered = log.lines;
+      log.abandon();
+      let replayed = 0;
+      await this.#replay(container, logPath, Number(labels[LABEL_LOG_START] ?? '0'), (line) => {
+        if (++replayed > delivered) onLine(line);
+      });
       const final = await inspectOrNull(container);
       if (!final) return lost(ref, 'was removed right after it ended');
       if (final.State.Running) throw new Error(`container ${ref} still running after wait returned`);
@@ -376,6 +386,23 @@ export class ContainerSubstrate implements Substrate {
       if (isNotFound(err) || isNotModified(err)) return;
       if (cause === 'deadline') return; // fired from a timer; the watch reports what happens next
       throw new FerryError('FERRY_INTERNAL', `could not stop job container ${ref}: ${engineMessage(err)}`, { ref }, { cause: err });
+    }
+  }
+
+  /** The whole output of a finished container, through a fresh JobLog (which appends only what the file lacks). */
+  async #replay(container: Docker.Container, logPath: string, logStart: number, onLine: (line: string) => void): Promise<void> {
+    let buf: Buffer;
+    try {
+      buf = (await container.logs({ follow: false, stdout: true, stderr: true })) as unknown as Buffer;
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    const log = new JobLog(logPath, logStart, onLine);
+    try {
+      new FrameDemuxer((s, data) => log.push(s, data)).push(Buffer.isBuffer(buf) ? buf : Buffer.from(buf));
+    } finally {
+      log.close();
     }
   }
 

@@ -22,6 +22,7 @@ export class JobLog {
   /** Bytes of this step's output that are already in the file. */
   readonly #skip: number;
   #emitted = 0;
+  #lines = 0;
   readonly #onLine: (line: string) => void;
   readonly #partial: Buffer[] = [Buffer.alloc(0), Buffer.alloc(0), Buffer.alloc(0)];
   #closed = false;
@@ -61,6 +62,18 @@ export class JobLog {
     }
   }
 
+  /** Complete lines handed to onLine so far. */
+  get lines(): number {
+    return this.#lines;
+  }
+
+  /** Stop without writing a last partial line: a later full replay (a new JobLog) completes it. */
+  abandon(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    closeSync(this.#fd);
+  }
+
   #line(withNewline: Buffer): void {
     const start = this.#emitted;
     this.#emitted += withNewline.length;
@@ -69,6 +82,7 @@ export class JobLog {
     }
     let text = withNewline.toString('utf8', 0, withNewline.length - 1);
     if (text.endsWith('\r')) text = text.slice(0, -1);
+    this.#lines++;
     this.#onLine(text);
   }
 }

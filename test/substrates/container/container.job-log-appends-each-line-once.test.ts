@@ -57,3 +57,30 @@ void test('CRLF line ends reach onLine without the CR', () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+void test('a follow stream that ended early is completed by a replay: missing lines once to onLine, each line once in the file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-joblog-short-'));
+  try {
+    const logPath = join(dir, 'attempt-1.log');
+    writeFileSync(logPath, 'header\n');
+    const logStart = 7;
+    const output = Buffer.from('one\n::ferry::checkpoint row-41\ntwo');
+    const seen: string[] = [];
+    // The follow stream delivered only "one\n::ferry::check" before it ended.
+    const follow = new JobLog(logPath, logStart, (l) => seen.push(l));
+    follow.push(1, output.subarray(0, 18));
+    const delivered = follow.lines;
+    follow.abandon();
+    // The replay of the finished container's whole output, as the substrate does it.
+    let replayed = 0;
+    const replay = new JobLog(logPath, logStart, (l) => {
+      if (++replayed > delivered) seen.push(l);
+    });
+    replay.push(1, output);
+    replay.close();
+    assert.deepEqual(seen, ['one', '::ferry::checkpoint row-41', 'two']);
+    assert.equal(readFileSync(logPath, 'utf8'), 'header\none\n::ferry::checkpoint row-41\ntwo\n');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
