@@ -72,28 +72,36 @@ export async function threadUrl(db: Db, issue: string): Promise<string | null> {
 
 // ---------------------------------------------------------------- outbox
 
+/** A new outbox row, due now. */
+function pendingRow(
+  r: { tracker: TrackerKind; issue: string; kind: 'comment' | 'status'; migrationId: string | null; dedupeKey: string | null; body: string },
+  at: string,
+) {
+  return {
+    tracker: r.tracker,
+    issue: r.issue,
+    kind: r.kind,
+    migration_id: r.migrationId,
+    dedupe_key: r.dedupeKey,
+    body: r.body,
+    version: 1,
+    state: 'pending',
+    attempts: 0,
+    next_at: at,
+    last_error: null,
+    comment_id: null,
+    created_at: at,
+    updated_at: at,
+    sent_at: null,
+  };
+}
+
 /** Enqueue a one-off comment. Returns false when its dedupe key was enqueued before. */
 export async function enqueueComment(db: Db, c: NewComment, now: Date): Promise<boolean> {
   const at = now.toISOString();
   const result = await db
     .insertInto('tracker_outbox')
-    .values({
-      tracker: c.tracker,
-      issue: c.issue,
-      kind: 'comment',
-      migration_id: c.migrationId ?? null,
-      dedupe_key: c.dedupeKey ?? null,
-      body: c.body,
-      version: 1,
-      state: 'pending',
-      attempts: 0,
-      next_at: at,
-      last_error: null,
-      comment_id: null,
-      created_at: at,
-      updated_at: at,
-      sent_at: null,
-    })
+    .values(pendingRow({ tracker: c.tracker, issue: c.issue, kind: 'comment', migrationId: c.migrationId ?? null, dedupeKey: c.dedupeKey ?? null, body: c.body }, at))
     .onConflict((oc) => oc.doNothing())
     .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
@@ -127,23 +135,7 @@ export async function enqueueStatus(db: Kysely<Database>, s: { tracker: TrackerK
         }
         await trx
           .insertInto('tracker_outbox')
-          .values({
-            tracker: s.tracker,
-            issue: s.issue,
-            kind: 'status',
-            migration_id: s.migrationId,
-            dedupe_key: null,
-            body: s.body,
-            version: 1,
-            state: 'pending',
-            attempts: 0,
-            next_at: at,
-            last_error: null,
-            comment_id: null,
-            created_at: at,
-            updated_at: at,
-            sent_at: null,
-          })
+          .values(pendingRow({ tracker: s.tracker, issue: s.issue, kind: 'status', migrationId: s.migrationId, dedupeKey: null, body: s.body }, at))
           .execute();
       });
       return;
