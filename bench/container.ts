@@ -7,9 +7,9 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { pings } from '../test/lifecycle/container-kit.ts';
 import { startBenchServer } from './server.ts';
 import { median, sleep, wallMs, type Report } from './support.ts';
 
@@ -85,19 +85,7 @@ export async function containerBench(report: Report): Promise<void> {
 }
 
 async function unavailable(): Promise<string | null> {
-  const pings = await new Promise<boolean>((resolve) => {
-    const req = httpRequest({ socketPath: SOCKET, path: '/_ping', timeout: 3000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on('error', () => resolve(false));
-    req.on('timeout', () => {
-      req.destroy();
-      resolve(false);
-    });
-    req.end();
-  });
-  if (!pings) return `the Docker API socket ${SOCKET} does not answer`;
+  if (!(await pings(SOCKET))) return `the Docker API socket ${SOCKET} does not answer`;
   try {
     await execFileAsync('podman', ['image', 'exists', IMAGE]);
   } catch {

@@ -22,7 +22,8 @@ function mountpoint(ferry: Ferry, tenantId: string): string {
   return podman('volume', 'inspect', '--format', '{{.Mountpoint}}', volumeName(ferry, tenantId));
 }
 
-function pings(socketPath: string): Promise<boolean> {
+/** Whether a Docker Engine API answers `/_ping` on this unix socket (tests and benchmarks). */
+export function pings(socketPath: string): Promise<boolean> {
   return new Promise((resolve) => {
     const req = httpRequest({ socketPath, path: '/_ping', timeout: 3000 }, (res) => {
       res.resume();
