@@ -142,12 +142,6 @@ export class Runner {
     for (const m of await this.store.listMigrations({ state: ['running'] })) this.superviseAttempt(m, null);
     for (const issue of await this.store.issuesPendingTeardown()) await this.finishClosure(issue, { name: SYSTEM });
     await this.sweepOrphans();
-    // Approved but not yet through the gate: a crash fell between the two transitions of approve().
-    for (const m of await this.store.listMigrations({ state: ['approved'] })) {
-      await this.gateApproved(m).catch((err: unknown) => {
-        if (!(err instanceof RejectedError)) this.log('warn', `gate of approved migration ${m.id} failed: ${coerceError(err).message}`);
-      });
-    }
     this.timer = setInterval(() => this.poke(), this.opts.tickMs ?? 1000);
     this.timer.unref();
     this.poke();
@@ -254,21 +248,6 @@ export class Runner {
     }
   }
 
-  /** approved → the gate: → queued, or → rejected (RejectedError) with the gate's reasons. */
-  private async gateApproved(m: MigrationRecord): Promise<MigrationRecord> {
-    const id = m.id;
-    const verdict = await runGate(this.store, this.capacity, m.tenant, m.peak, this.now());
-    if (!verdict.ok) {
-      for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'gate', code: r.code });
-      const rejected = await this.move(m, 'approved', 'rejected', { actor: SYSTEM, kind: 'reject', reason: describeRejection(verdict), detail: { verdict } }, { verdict });
-      throw new RejectedError(verdict, rejected.id, `approved, but the admission gate rejected it: ${describeRejection(verdict)}`);
-    }
-    const queued = await this.move(m, 'approved', 'queued', { actor: SYSTEM, kind: 'gate-pass', detail: { verdict } }, { verdict });
-    this.queuedAt.set(id, performance.now());
-    this.poke();
-    return queued;
-  }
-
   // ── recovery actions ─────────────────────────────────────────────────────
 
   async act(id: string, action: RecoveryAction, reason: string, actor: Actor): Promise<MigrationRecord> {
@@ -361,12 +340,11 @@ export class Runner {
         if (!(err instanceof FerryError && err.code === 'FERRY_WRONG_STATE')) this.log('warn', `closing ${ref}: cannot cancel ${m.id}: ${coerceError(err).message}`);
       }
     }
-    const { removed, pending } = await this.teardownIssue(ref, actor.name);
+    const { removed, pending } = await this.teardownIssue(ref);
     return { issue: ref, cancelled, removed, pending };
   }
 
-  private async teardownIssue(ref: string, actor: string): Promise<{ removed: RemovedArtifact[]; pending: PendingArtifact[] }> {
-    void actor;
+  private async teardownIssue(ref: string): Promise<{ removed: RemovedArtifact[]; pending: PendingArtifact[] }> {
     const removed: RemovedArtifact[] = [];
     const pending: PendingArtifact[] = [];
     // Jobs first: their scratch and snapshot volumes cannot go while a container still uses them.
