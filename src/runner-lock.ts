@@ -50,6 +50,8 @@ function fileLock(dataDir: string): RunnerLock {
 
 async function postgresLock(databaseUrl: string): Promise<RunnerLock> {
   const client = new pg.Client({ connectionString: databaseUrl });
+  // If PostgreSQL drops this session the lock is gone; an unhandled 'error' would end the process.
+  client.on('error', () => undefined);
   await client.connect();
   const r = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [ADVISORY_KEY]);
   if (!r.rows[0]?.ok) {

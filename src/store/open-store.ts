@@ -57,6 +57,9 @@ export async function openPostgresStore(connectionString: string, options: { sch
     max: options.max ?? 10,
     ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
   });
+  // An idle pooled connection that PostgreSQL closes (a restart, a DROP ... WITH (FORCE)) is
+  // reported on the pool; unhandled, that event would end the process. The next query reconnects.
+  pool.on('error', () => undefined);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   try {
     await migrateToLatest(db as Kysely<unknown>, 'postgres', options.schema);
