@@ -28,6 +28,20 @@ export interface FerryConfig {
   readonly capacity: Resources | null;
   /** `auto` (default) uses cgroups where writable; `off` never (limits then not enforced). */
   readonly cgroups: 'auto' | 'off';
+  /**
+   * Job confinement (process substrate): `auto` (default) confines every job where the host allows it
+   * (Ferry runs as root) and otherwise runs it unconfined, said at start and recorded as
+   * `isolated: false`; `required` refuses to start where jobs cannot be confined; `off` never confines.
+   */
+  readonly isolation: 'auto' | 'required' | 'off';
+  /** The uids and gids Ferry gives tenants that name no `runAs`, inclusive. Default 200000-299999. */
+  readonly uidRange: { readonly first: number; readonly last: number };
+  /** Most bytes of output one step keeps in its attempt log; past it the head and the tail are kept. Default 64 MiB. */
+  readonly logLimit: number;
+  /** Most HTTP connections open at once; past it new ones are closed at once. Default 1000 (less when the descriptor limit is low). */
+  readonly maxConnections: number;
+  /** Most log followers (`?follow=true`) at once, in all and per token. Default 200 and 20. */
+  readonly maxFollowers: { readonly total: number; readonly perToken: number };
   /** YAML file of API tokens with roles; default none (only the admin token in dataDir/token). */
   readonly tokensFile: string | null;
   /** Tracker and repo for bare `#742` issue refs, e.g. github:acme/platform; default none. */
@@ -50,6 +64,12 @@ export interface RawOptions {
   substrate?: string;
   capacity?: { cpu?: string | number; memory?: string | number };
   cgroups?: string;
+  isolation?: string;
+  uidRange?: string;
+  logLimit?: number | string;
+  maxConnections?: number | string;
+  maxFollowers?: number | string;
+  maxFollowersPerToken?: number | string;
   tokensFile?: string;
   defaultIssueRepo?: string;
   bodyLimit?: number | string;
@@ -67,6 +87,12 @@ const fileSchema = z.strictObject({
   substrate: z.string().optional(),
   capacity: z.strictObject({ cpu: z.union([z.string(), z.number()]).optional(), memory: z.union([z.string(), z.number()]).optional() }).optional(),
   cgroups: z.string().optional(),
+  isolation: z.string().optional(),
+  uidRange: z.string().optional(),
+  logLimit: z.union([z.number(), z.string()]).optional(),
+  maxConnections: z.union([z.number(), z.string()]).optional(),
+  maxFollowers: z.union([z.number(), z.string()]).optional(),
+  maxFollowersPerToken: z.union([z.number(), z.string()]).optional(),
   tokensFile: z.string().optional(),
   defaultIssueRepo: z.string().optional(),
   bodyLimit: z.union([z.number(), z.string()]).optional(),
@@ -91,6 +117,12 @@ export function envOptions(env: NodeJS.ProcessEnv = process.env): RawOptions {
     };
   }
   if (env.FERRY_CGROUPS) o.cgroups = env.FERRY_CGROUPS;
+  if (env.FERRY_ISOLATION) o.isolation = env.FERRY_ISOLATION;
+  if (env.FERRY_UID_RANGE) o.uidRange = env.FERRY_UID_RANGE;
+  if (env.FERRY_LOG_LIMIT) o.logLimit = env.FERRY_LOG_LIMIT;
+  if (env.FERRY_MAX_CONNECTIONS) o.maxConnections = env.FERRY_MAX_CONNECTIONS;
+  if (env.FERRY_MAX_FOLLOWERS) o.maxFollowers = env.FERRY_MAX_FOLLOWERS;
+  if (env.FERRY_MAX_FOLLOWERS_PER_TOKEN) o.maxFollowersPerToken = env.FERRY_MAX_FOLLOWERS_PER_TOKEN;
   if (env.FERRY_TOKENS_FILE) o.tokensFile = env.FERRY_TOKENS_FILE;
   if (env.FERRY_DEFAULT_ISSUE_REPO) o.defaultIssueRepo = env.FERRY_DEFAULT_ISSUE_REPO;
   if (env.FERRY_BODY_LIMIT) o.bodyLimit = env.FERRY_BODY_LIMIT;
@@ -137,6 +169,18 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
   }
   const cgroups = pick('cgroups') ?? 'auto';
   if (cgroups !== 'auto' && cgroups !== 'off') throw new FerryError('FERRY_INVALID_REQUEST', `cgroups must be auto or off, not ${cgroups}`);
+  const isolation = pick('isolation') ?? 'auto';
+  if (isolation !== 'auto' && isolation !== 'required' && isolation !== 'off') {
+    throw new FerryError('FERRY_INVALID_REQUEST', `isolation must be auto, required or off, not ${isolation}`);
+  }
+  const uidRange = parseUidRange(pick('uidRange') ?? '200000-299999');
+  const logLimit = parseQuantity('memory', pick('logLimit') ?? '64Mi');
+  if (logLimit < 64 * 1024) throw new FerryError('FERRY_INVALID_REQUEST', `logLimit must be at least 64Ki, not ${pick('logLimit')}`);
+  const maxConnections = wholeNumber('maxConnections', pick('maxConnections') ?? 1000, 16);
+  const maxFollowers = {
+    total: wholeNumber('maxFollowers', pick('maxFollowers') ?? 200, 1),
+    perToken: wholeNumber('maxFollowersPerToken', pick('maxFollowersPerToken') ?? 20, 1),
+  };
   const rawCapacity = { ...file.capacity, ...env.capacity, ...flags.capacity };
   let capacity: Resources | null = null;
   if (rawCapacity.cpu !== undefined || rawCapacity.memory !== undefined) {
@@ -162,6 +206,11 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
     substrate,
     capacity,
     cgroups,
+    isolation,
+    uidRange,
+    logLimit,
+    maxConnections,
+    maxFollowers,
     tokensFile: pick('tokensFile') ?? null,
     issueDefaults,
     bodyLimit,
@@ -169,6 +218,23 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
     defaultImage: pick('defaultImage') ?? null,
     tracker: compileTrackers([flags, env, file]),
   });
+}
+
+/** `FIRST-LAST`, both uids above 0 and below 2^31. */
+function parseUidRange(text: string): { first: number; last: number } {
+  const match = /^(\d{1,10})-(\d{1,10})$/.exec(text.trim());
+  const first = Number(match?.[1]);
+  const last = Number(match?.[2]);
+  if (!match || first < 1 || last < first || last >= 2 ** 31) {
+    throw new FerryError('FERRY_INVALID_REQUEST', `uidRange ${JSON.stringify(text)} is not a range of uids like 200000-299999 (above 0, first <= last)`);
+  }
+  return { first, last };
+}
+
+function wholeNumber(name: string, raw: number | string, min: number): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new FerryError('FERRY_INVALID_REQUEST', `${name} must be a whole number, at least ${min}, not ${raw}`);
+  return n;
 }
 
 /** What the CLI needs to reach a server: flag > FERRY_URL/FERRY_TOKEN > the embedded data folder. */

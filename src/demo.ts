@@ -36,7 +36,7 @@ export async function runDemo(service: FerryService, print: (line: string) => vo
   for (let i = 0; i < 600; i++) {
     const m = await store.requireMigration(filed.id);
     if (m.state !== 'queued' && m.state !== 'running') {
-      print(`demo: ${m.id} ${m.state}${m.heldDetail ? ` (${m.heldDetail})` : ''}; limits ${m.limitsEnforced ? 'enforced' : 'NOT enforced'}`);
+      print(`demo: ${m.id} ${m.state}${m.heldDetail ? ` (${m.heldDetail})` : ''}; limits ${m.limitsEnforced ? 'enforced' : 'NOT enforced'}; ${m.isolated ? 'confined to its tenant' : 'NOT confined'}`);
       break;
     }
     await new Promise((r) => setTimeout(r, 100));

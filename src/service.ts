@@ -2,7 +2,7 @@
  * Ferry as a service: store + substrate + runner + HTTP API, with an explicit start()/stop().
  * stop() drains HTTP, stops scheduling and watching, and closes the store; it never stops a job.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from './api/app.ts';
@@ -42,13 +42,33 @@ export async function createSubstrate(config: FerryConfig): Promise<Substrate> {
       dataDir: config.dataDir,
       ...(config.capacity ? { capacity: config.capacity } : {}),
       ...(config.defaultImage ? { defaultImage: config.defaultImage } : {}),
+      logLimit: config.logLimit,
     });
   }
-  return new ProcessSubstrate({ dataDir: config.dataDir, capacity: config.capacity ?? undefined, cgroups: config.cgroups });
+  return new ProcessSubstrate({
+    dataDir: config.dataDir,
+    capacity: config.capacity ?? undefined,
+    cgroups: config.cgroups,
+    isolation: config.isolation,
+    logLimit: config.logLimit,
+  });
+}
+
+/**
+ * Ferry's data folder holds the store, the admin token and every job's log: only Ferry's user may
+ * read it. A folder made by an older Ferry, or by hand, may be looser: tightened on every start.
+ */
+export function tightenDataDir(dataDir: string): void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(dataDir, 0o700);
+  for (const name of ['ferry.db', 'ferry.db-wal', 'ferry.db-shm', 'token', 'ferry.yaml', 'server-url']) {
+    const path = join(dataDir, name);
+    if (existsSync(path)) chmodSync(path, 0o600);
+  }
 }
 
 export async function startService(config: FerryConfig, log: LogFn = consoleLog): Promise<FerryService> {
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  tightenDataDir(config.dataDir);
   const tokens = loadTokens(config.dataDir, config.tokensFile);
   const lock = await acquireRunnerLock(config.dataDir, config.databaseUrl);
   let store: Store;
@@ -70,6 +90,8 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog)
       substrate,
       logsDir: join(config.dataDir, 'logs'),
       tenantsDir: config.substrate === 'process' ? join(config.dataDir, 'tenants') : undefined,
+      ferryPaths: [config.dataDir, ...(config.tokensFile ? [config.tokensFile] : [])],
+      uidRange: config.uidRange,
       capacity: config.capacity ?? undefined,
       issueDefaults: config.issueDefaults ?? undefined,
       log,
@@ -81,9 +103,20 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog)
     app = buildApi({ runner, tokens, bodyLimit: config.bodyLimit, hooks: threads, log });
     const address = await app.listen({ host: config.host, port: config.port });
     const url = address.replace('[::1]', 'localhost');
-    writeFileSync(join(config.dataDir, 'server-url'), `${url}\n`);
+    writeFileSync(join(config.dataDir, 'server-url'), `${url}\n`, { mode: 0o600 });
+    // SQLite made its files with the process umask: only Ferry may read the store.
+    tightenDataDir(config.dataDir);
     const limits = substrate.limits();
-    log('info', `ferry listening on ${url}`, { dataDir: config.dataDir, store: store.dialect, substrate: substrate.kind, limitsEnforced: limits.enforced, limits: limits.detail });
+    const isolation = substrate.isolation();
+    log('info', `ferry listening on ${url}`, {
+      dataDir: config.dataDir,
+      store: store.dialect,
+      substrate: substrate.kind,
+      limitsEnforced: limits.enforced,
+      limits: limits.detail,
+      isolated: isolation.isolated,
+      isolation: isolation.detail,
+    });
     const sub = substrate;
     const thr = threads;
     const run = runner;

@@ -4,7 +4,9 @@
  *
  * For every declared dimension d: peak[d] <= 2 * steady[d]. Exactly 2x passes; one unit more fails.
  * Fail closed: an unknown tenant, or a dimension the tenant has no steady-state for, is rejected.
- * A peak that the node (or cluster) can never provide is rejected too.
+ * A peak that the node (or cluster) can never provide is rejected too. The peak must declare every
+ * dimension of the tenant's steady-state (an undeclared one would run unlimited), and every declared
+ * dimension must be one the substrate enforces as a hard limit.
  */
 import { formatQuantity } from './quantity.ts';
 import type { DimensionVerdict, RejectionReason, Resources, Tenant, Verdict } from './types.ts';
@@ -17,9 +19,15 @@ export function admit(input: {
   readonly peak: Resources;
   readonly tenant: Tenant | null;
   readonly capacity: Resources;
+  /**
+   * Dimensions the substrate enforces. Default null: no such check, for a substrate that enforces no
+   * limits at all (recorded on the migration as limitsEnforced: false). The runner always passes it.
+   */
+  readonly enforced?: readonly string[] | null;
   readonly now: Date;
 }): Verdict {
   const { tenantId, peak, tenant, capacity } = input;
+  const enforced = input.enforced ?? null;
   const reasons: RejectionReason[] = [];
   const dimensions: DimensionVerdict[] = [];
 
@@ -27,6 +35,15 @@ export function admit(input: {
     reasons.push({
       code: 'UNKNOWN_TENANT',
       message: `tenant ${tenantId} is not known to Ferry; register it with its steady-state (PUT /v1/tenants/${tenantId}) or fix the tenant name`,
+    });
+  }
+
+  for (const dimension of Object.keys(tenant?.steadyState ?? {})) {
+    if (Object.hasOwn(peak, dimension)) continue;
+    reasons.push({
+      code: 'PEAK_MISSING_DIMENSION',
+      dimension,
+      message: `tenant ${tenantId} has a steady-state ${dimension}, so the peak must declare ${dimension} too (an undeclared dimension would run unlimited); add ${dimension} to the peak`,
     });
   }
 
@@ -54,6 +71,15 @@ export function admit(input: {
         steadyState: steady as number,
         cap: capNumber(cap),
         message: `${dimension} peak ${formatQuantity(dimension, value)} exceeds ${PEAK_FACTOR} x steady-state ${formatQuantity(dimension, steady as number)} of tenant ${tenantId} (cap ${formatCap(dimension, cap)}); lower the peak or raise the tenant's steady-state`,
+      });
+    }
+    if (enforced !== null && !enforced.includes(dimension)) {
+      ok = false;
+      reasons.push({
+        code: 'DIMENSION_NOT_ENFORCED',
+        dimension,
+        peak: value,
+        message: `this node cannot enforce a ${dimension} limit (it enforces ${enforced.join(', ') || 'none'}), so a ${dimension} peak cannot be admitted; drop ${dimension} from the peak and the tenant's steady-state, or run it on a substrate that enforces it`,
       });
     }
     if (available !== undefined && value > available) {

@@ -8,7 +8,7 @@ import { FerryError } from './errors.ts';
 import { parseDuration } from './duration.ts';
 import { normaliseIssueRef, type IssueDefaults } from './issue-ref.ts';
 import { parseQuantity } from './quantity.ts';
-import type { MigrationRequest, Resources } from './types.ts';
+import type { Identity, MigrationRequest, Resources } from './types.ts';
 
 export const TENANT_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const DIMENSION = /^[a-z][a-z0-9-]{0,31}$/;
@@ -19,10 +19,15 @@ const tenantId = z
   .string()
   .regex(TENANT_ID, 'must be lower-case letters, digits and dashes, starting with a letter or digit, at most 63 characters');
 const quantity = z.union([z.string().max(40), z.number()]);
+/**
+ * Text that may reach a job (argv, env, image): a NUL byte would end the string early in the C
+ * side of the process substrate, so the job would run something other than what was approved.
+ */
+const jobText = (max: number) => z.string().max(max).refine((s) => !s.includes('\0'), 'must not contain a NUL byte');
 const resources = z
   .record(z.string().regex(DIMENSION, 'dimension names are lower-case words like cpu, memory, ephemeral-storage'), quantity)
   .refine((r) => Object.keys(r).length <= 16, 'at most 16 dimensions');
-const argv = z.array(z.string().max(65_536)).min(1, 'needs at least the program to run').max(1024);
+const argv = z.array(jobText(65_536)).min(1, 'needs at least the program to run').max(1024);
 
 const stepSchema = z.strictObject({
   name: z.string().regex(STEP_NAME, 'must be letters, digits, dots, dashes or underscores, at most 63 characters'),
@@ -31,27 +36,33 @@ const stepSchema = z.strictObject({
 });
 
 export const requestSchema = z.strictObject({
-  issue: z.string().min(1).max(300),
+  issue: jobText(300).pipe(z.string().min(1)),
   tenant: tenantId,
   peak: resources,
   steps: z.array(stepSchema).min(1, 'a migration needs at least one step').max(100),
   wipe: argv.optional(),
   snapshot: z.enum(['auto', 'always', 'never']).optional(),
-  image: z.string().min(1).max(512).optional(),
+  image: jobText(512).pipe(z.string().min(1)).optional(),
   env: z
     .record(
       z
         .string()
         .regex(ENV_NAME, 'environment names are letters, digits and underscores')
         .refine((name) => !name.startsWith('FERRY_'), 'FERRY_* names are set by Ferry itself'),
-      z.string().max(65_536),
+      // A value given as {secret: "..."} is never shown by the API, the CLI, threads or logs.
+      z.union([jobText(65_536), z.strictObject({ secret: jobText(65_536) })]),
     )
+    .refine((env) => Object.keys(env).length <= 256, 'at most 256 variables')
     .optional(),
 });
 
+const id = z.number().int().min(1, 'must not be 0: jobs never run as root (see allowRoot)').max(2 ** 31 - 2);
+
 export const tenantSchema = z.strictObject({
   steadyState: resources,
-  data: z.string().min(1).max(1024).optional(),
+  data: jobText(1024).pipe(z.string().min(1)).optional(),
+  runAs: z.strictObject({ uid: id, gid: id }).optional(),
+  allowRoot: z.boolean().optional(),
 });
 
 export interface FieldProblem {
@@ -93,13 +104,10 @@ function toResources(raw: Readonly<Record<string, string | number>>, field: stri
 export function parseMigrationRequest(input: unknown, defaults?: IssueDefaults): MigrationRequest {
   const doc = validate(requestSchema, input, 'migration request');
   const peak = toResources(doc.peak, 'peak');
-  for (const required of ['cpu', 'memory']) {
-    if (!(required in peak)) {
-      throw new FerryError('FERRY_INVALID_REQUEST', `the migration request is not valid: peak.${required} must be declared`, {
-        problems: [{ path: `peak.${required}`, message: 'must be declared' }],
-      });
-    }
-  }
+  requirePositive(peak, 'peak', 'migration request');
+  const secretEnv = Object.entries(doc.env ?? {})
+    .filter(([, v]) => typeof v !== 'string')
+    .map(([k]) => k);
   const names = new Set<string>();
   const steps = doc.steps.map((step, index) => {
     if (names.has(step.name)) throw fieldError(`steps.${index}.name`, `${step.name} is used twice; step names must be unique`);
@@ -118,8 +126,22 @@ export function parseMigrationRequest(input: unknown, defaults?: IssueDefaults):
     wipe: doc.wipe,
     snapshot: doc.snapshot ?? 'auto',
     image: doc.image,
-    env: doc.env ?? {},
+    env: Object.fromEntries(Object.entries(doc.env ?? {}).map(([k, v]) => [k, typeof v === 'string' ? v : v.secret])),
+    ...(secretEnv.length > 0 ? { secretEnv } : {}),
   };
+}
+
+/** cpu and memory must be declared and above zero: a zero limit would admit a job that can never run. */
+function requirePositive(r: Resources, field: string, what: string): void {
+  for (const required of ['cpu', 'memory']) {
+    const value = Object.hasOwn(r, required) ? r[required] : undefined;
+    const message = value === undefined ? 'must be declared' : value <= 0 ? 'must be more than zero' : null;
+    if (message) {
+      throw new FerryError('FERRY_INVALID_REQUEST', `the ${what} is not valid: ${field}.${required} ${message}`, {
+        problems: [{ path: `${field}.${required}`, message }],
+      });
+    }
+  }
 }
 
 function fieldError(path: string, message: string): FerryError {
@@ -141,16 +163,13 @@ function asField<T>(path: string, parse: () => T): T {
 export interface TenantInput {
   readonly steadyState: Resources;
   readonly data?: string | undefined;
+  readonly runAs?: Identity | undefined;
+  readonly allowRoot?: boolean | undefined;
 }
 
 export function parseTenantInput(input: unknown): TenantInput {
   const doc = validate(tenantSchema, input, 'tenant');
-  for (const required of ['cpu', 'memory']) {
-    if (!Object.hasOwn(doc.steadyState, required)) {
-      throw new FerryError('FERRY_INVALID_REQUEST', `the tenant is not valid: steadyState.${required} must be declared (the 2x rule needs it)`, {
-        problems: [{ path: `steadyState.${required}`, message: 'must be declared' }],
-      });
-    }
-  }
-  return { steadyState: toResources(doc.steadyState, 'steadyState'), data: doc.data };
+  const steadyState = toResources(doc.steadyState, 'steadyState');
+  requirePositive(steadyState, 'steadyState', 'tenant');
+  return { steadyState, data: doc.data, runAs: doc.runAs, allowRoot: doc.allowRoot };
 }

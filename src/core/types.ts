@@ -65,6 +65,14 @@ export interface MigrationRequest {
   readonly snapshot: SnapshotPolicy;
   readonly image?: string | undefined;
   readonly env: Readonly<Record<string, string>>;
+  /** Names in `env` whose values are secret: never shown by the API, the CLI, threads or logs. Default none. */
+  readonly secretEnv?: readonly string[] | undefined;
+}
+
+/** A numeric user and group a tenant's jobs run as. */
+export interface Identity {
+  readonly uid: number;
+  readonly gid: number;
 }
 
 export interface Tenant {
@@ -72,9 +80,24 @@ export interface Tenant {
   readonly steadyState: Resources;
   /** Where the tenant's data lives on the substrate (folder, volume name). */
   readonly data: string;
+  /**
+   * The identity the tenant's jobs run as and its data belongs to: the admin's `runAs`, or one Ferry
+   * gave it from its uid range. Never root, unless `allowRoot` (container substrate only).
+   */
+  readonly runAs: Identity;
+  /** Container jobs of this tenant may run as root (still without new privileges). Default false. */
+  readonly allowRoot: boolean;
 }
 
-export type RejectionCode = 'PEAK_EXCEEDS_CAP' | 'UNKNOWN_TENANT' | 'NO_STEADY_STATE' | 'PEAK_EXCEEDS_CAPACITY';
+export type RejectionCode =
+  | 'PEAK_EXCEEDS_CAP'
+  | 'UNKNOWN_TENANT'
+  | 'NO_STEADY_STATE'
+  | 'PEAK_EXCEEDS_CAPACITY'
+  /** The tenant has a steady-state for a dimension the peak does not declare: it would run unlimited. */
+  | 'PEAK_MISSING_DIMENSION'
+  /** The substrate cannot enforce this dimension as a hard limit. */
+  | 'DIMENSION_NOT_ENFORCED';
 
 export interface RejectionReason {
   readonly code: RejectionCode;

@@ -1,10 +1,17 @@
-/** The admission gate: admit() against the tenant as stored now and the substrate's capacity. */
+/** The admission gate: admit() against the tenant as stored now, the substrate's capacity and the limits it enforces. */
 import { admit } from '../core/admission.ts';
-import type { Resources, Tenant, Verdict } from '../core/types.ts';
+import type { Resources, Verdict } from '../core/types.ts';
 import type { Store } from '../store/store.ts';
 
-export async function runGate(store: Store, capacity: Resources, tenantId: string, peak: Resources, now: Date): Promise<Verdict> {
+export interface GateLimits {
+  readonly capacity: Resources;
+  /** Dimensions the substrate enforces; null when it enforces no limits at all. */
+  readonly enforced: readonly string[] | null;
+}
+
+export async function runGate(store: Store, limits: GateLimits, tenantId: string, peak: Resources, now: Date): Promise<Verdict> {
   const record = await store.getTenant(tenantId);
-  const tenant: Tenant | null = record ? { id: record.id, steadyState: record.steadyState, data: record.data } : null;
-  return admit({ tenantId, peak, tenant, capacity, now });
+  // admit() reads only the id and the steady-state of the tenant.
+  const tenant = record ? { id: record.id, steadyState: record.steadyState, data: record.data, runAs: record.runAs ?? { uid: -1, gid: -1 }, allowRoot: record.allowRoot } : null;
+  return admit({ tenantId, peak, tenant, capacity: limits.capacity, enforced: limits.enforced, now });
 }

@@ -17,12 +17,13 @@ import { isTerminal } from '../core/lifecycle.ts';
 import { planRecovery } from '../core/recovery.ts';
 import { parseMigrationRequest, parseTenantInput } from '../core/request-schema.ts';
 import { decideStarts } from '../core/scheduling.ts';
+import { folderDataProblem, volumeDataProblem } from '../core/tenant-data.ts';
 import type { IssueDefaults } from '../core/issue-ref.ts';
 import type { FailureCause, MigrationState, RecoveryAction, Resources, Step, Tenant, Verdict } from '../core/types.ts';
 import type { ArtifactRecord, AttemptRecord, MigrationRecord, TenantRecord } from '../store/records.ts';
 import type { Store } from '../store/store.ts';
 import type { ArtifactKind, StepResult, StepSpec, Substrate } from '../substrates/substrate.ts';
-import { runGate } from './gate.ts';
+import { runGate, type GateLimits } from './gate.ts';
 import { RunnerMetrics } from './metrics.ts';
 
 export interface RunnerOptions {
@@ -32,6 +33,10 @@ export interface RunnerOptions {
   readonly logsDir: string;
   /** Default data folder of a tenant registered without `data` (process substrate). */
   readonly tenantsDir?: string | undefined;
+  /** Paths of Ferry's own state that tenant data must not overlap (process substrate). Default none. */
+  readonly ferryPaths?: readonly string[] | undefined;
+  /** uids (and gids) given to tenants that name no runAs. Default 200000-299999. */
+  readonly uidRange?: { readonly first: number; readonly last: number } | undefined;
   /** What the scheduler may hand out at once; default: the substrate's capacity. */
   readonly capacity?: Resources | undefined;
   readonly issueDefaults?: IssueDefaults | undefined;
@@ -85,6 +90,17 @@ interface FreshStart {
 }
 
 const SYSTEM = 'ferry';
+const DEFAULT_UID_RANGE = { first: 200_000, last: 299_999 };
+
+/** The substrate's view of a stored tenant. Every tenant has an identity once the runner has started. */
+function asTenant(t: TenantRecord): Tenant {
+  if (!t.runAs) throw new FerryError('FERRY_INTERNAL', `tenant ${t.id} has no identity yet; restart Ferry to give it one`);
+  return { id: t.id, steadyState: t.steadyState, data: t.data, runAs: t.runAs, allowRoot: t.allowRoot };
+}
+
+function tenantError(path: string, message: string): FerryError {
+  return new FerryError('FERRY_INVALID_REQUEST', `the tenant is not valid: ${path}: ${message}`, { problems: [{ path, message }] });
+}
 
 export class Runner {
   readonly store: Store;
@@ -126,6 +142,10 @@ export class Runner {
     return this.opts.capacity ?? this.substrate.capacity();
   }
 
+  private get gateLimits(): GateLimits {
+    return { capacity: this.capacity, enforced: this.substrate.limits().enforced ? this.substrate.enforcedDimensions() : null };
+  }
+
   private log(level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void {
     this.opts.log?.(level, msg, fields);
   }
@@ -137,6 +157,14 @@ export class Runner {
     this.stopped = false;
     const limits = this.substrate.limits();
     if (!limits.enforced) this.log('warn', `LIMITS NOT ENFORCED: ${limits.detail}`);
+    const isolation = this.substrate.isolation();
+    if (!isolation.isolated) this.log('warn', `JOBS NOT CONFINED: ${isolation.detail}`);
+    // Tenants registered before identities existed get one now, and their data with it.
+    for (const id of await this.store.assignMissingIdentities(this.opts.uidRange ?? DEFAULT_UID_RANGE, this.now())) {
+      const tenant = await this.store.getTenant(id);
+      const handedOver = tenant ? await this.substrate.adoptTenantData(asTenant(tenant)) : null;
+      this.log('info', `tenant ${id} has no identity yet: gave it uid ${tenant?.runAs?.uid}${handedOver ? `; ${handedOver}` : ''}`);
+    }
     // Re-attach to attempts that ran while we were away first: a teardown a crash interrupted may
     // have to stop one of them (cancel, with its grace), not find it unwatched and hold it `lost`.
     for (const m of await this.store.listMigrations({ state: ['running'] })) this.superviseAttempt(m, null);
@@ -169,12 +197,32 @@ export class Runner {
 
   // ── tenants ──────────────────────────────────────────────────────────────
 
-  async putTenant(id: string, body: unknown): Promise<{ tenant: TenantRecord; created: boolean }> {
+  /**
+   * Register or update a tenant: its data place is checked (see core/tenant-data.ts), its identity
+   * given, and its existing data handed over to that identity; the answer says what was handed over.
+   */
+  async putTenant(id: string, body: unknown): Promise<{ tenant: TenantRecord; created: boolean; handedOver: string | null }> {
     const input = parseTenantInput(body);
-    const data = input.data ?? (this.opts.tenantsDir ? join(this.opts.tenantsDir, id) : `ferry-tenant-${id}`);
-    const result = await this.store.putTenant(id, input.steadyState, data, this.now());
+    const folders = this.substrate.kind === 'process';
+    const defaultData = folders && this.opts.tenantsDir ? join(this.opts.tenantsDir, id) : `ferry-tenant-${id}`;
+    const data = input.data ?? defaultData;
+    const others = (await this.store.listTenants()).filter((t) => t.id !== id);
+    const context = { tenantId: id, defaultData, ferryPaths: this.opts.ferryPaths ?? [], others };
+    const problem = folders ? folderDataProblem(data, context) : volumeDataProblem(data, context);
+    if (problem) throw tenantError('data', problem);
+    if (input.allowRoot && folders) throw tenantError('allowRoot', 'process jobs never run as root; allowRoot is for the container substrate');
+    const ownUid = process.getuid?.();
+    if (input.runAs && input.runAs.uid === ownUid) throw tenantError('runAs.uid', `uid ${ownUid} is Ferry's own; give the tenant an identity of its own`);
+    const result = await this.store.putTenant(
+      id,
+      { steadyState: input.steadyState, data, runAs: input.runAs ?? null, allowRoot: input.allowRoot ?? false },
+      this.opts.uidRange ?? DEFAULT_UID_RANGE,
+      this.now(),
+    );
+    const handedOver = await this.substrate.adoptTenantData(asTenant(result.tenant));
+    if (handedOver) this.log('info', `tenant ${id}: ${handedOver}`);
     this.poke();
-    return result;
+    return { tenant: result.tenant, created: result.created, handedOver };
   }
 
   // ── filing ───────────────────────────────────────────────────────────────
@@ -182,7 +230,7 @@ export class Runner {
   /** Filing-time verdict; changes nothing. Throws FERRY_INVALID_REQUEST for a bad document. */
   async check(document: unknown): Promise<Verdict> {
     const request = parseMigrationRequest(document, this.opts.issueDefaults);
-    const verdict = await runGate(this.store, this.capacity, request.tenant, request.peak, this.now());
+    const verdict = await runGate(this.store, this.gateLimits, request.tenant, request.peak, this.now());
     if (!verdict.ok) for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'check', code: r.code });
     return verdict;
   }
@@ -196,7 +244,7 @@ export class Runner {
         issue: request.issue,
       });
     }
-    const verdict = await runGate(this.store, this.capacity, request.tenant, request.peak, this.now());
+    const verdict = await runGate(this.store, this.gateLimits, request.tenant, request.peak, this.now());
     if (!verdict.ok) {
       for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'filing', code: r.code });
       throw new RejectedError(verdict, null);
@@ -217,7 +265,7 @@ export class Runner {
     if (m.state !== 'filed') throw wrongState(m, 'approve', 'filed');
     await this.refuseOnClosedIssue(m.issue, 'approve');
     // The gate runs before the approval is recorded, so both moves commit together.
-    const verdict = await runGate(this.store, this.capacity, m.tenant, m.peak, this.now());
+    const verdict = await runGate(this.store, this.gateLimits, m.tenant, m.peak, this.now());
     const approved = { to: 'approved' as const, event: { actor: actor.name, kind: 'approve' } };
     if (!verdict.ok) {
       for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'gate', code: r.code });
@@ -268,7 +316,7 @@ export class Runner {
       return this.move(m, 'held', to, { actor: actor.name, kind: action, reason });
     }
     // Re-admission: the tenant's steady-state may have shrunk since the last attempt.
-    const verdict = await runGate(this.store, this.capacity, m.tenant, m.peak, this.now());
+    const verdict = await runGate(this.store, this.gateLimits, m.tenant, m.peak, this.now());
     if (!verdict.ok) {
       for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'gate', code: r.code });
       await this.store.appendEvent(m.id, 'held', { actor: actor.name, kind: `${action}-refused`, reason: describeRejection(verdict), detail: { verdict } }, this.now());
@@ -440,7 +488,7 @@ export class Runner {
 
   private async startAttempt(m: MigrationRecord): Promise<void> {
     const now = this.now();
-    const verdict = await runGate(this.store, this.capacity, m.tenant, m.peak, now);
+    const verdict = await runGate(this.store, this.gateLimits, m.tenant, m.peak, now);
     if (!verdict.ok) {
       for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'gate', code: r.code });
       // Never ran: rejected. Ran before: back to held with the gate's reasons, data as it is.
@@ -470,6 +518,7 @@ export class Runner {
         fromStep,
         logRef,
         limitsEnforced: this.substrate.limits().enforced,
+        isolated: this.substrate.isolation().isolated,
         verdict,
         event: { actor: SYSTEM, kind: 'start', reason: `attempt ${number} from step ${fromStep < 0 ? 'wipe' : fromStep + 1}`, detail: { verdict } },
         now,
@@ -523,7 +572,7 @@ export class Runner {
   private async tenantOf(m: MigrationRecord): Promise<Tenant> {
     const t = await this.store.getTenant(m.tenant);
     if (!t) throw new FerryError('FERRY_INTERNAL', `tenant ${m.tenant} disappeared`);
-    return { id: t.id, steadyState: t.steadyState, data: t.data };
+    return asTenant(t);
   }
 
   private stepSpec(m: MigrationRecord, tenant: Tenant, attempt: number, stepIndex: number, fromStep: number, logRef: string): StepSpec {

@@ -1,5 +1,5 @@
 /** What the store hands out: rows with their JSON parsed and flags as booleans. */
-import type { FailureCause, MigrationRequest, MigrationState, Resources, Verdict } from '../core/types.ts';
+import type { FailureCause, Identity, MigrationRequest, MigrationState, Resources, Verdict } from '../core/types.ts';
 
 export interface MigrationRecord {
   readonly id: string;
@@ -21,6 +21,8 @@ export interface MigrationRecord {
   readonly checkpoint: { readonly step: number; readonly text: string } | null;
   readonly progress: { readonly done: number; readonly total: number } | null;
   readonly limitsEnforced: boolean | null;
+  /** Whether the latest attempt ran confined to its tenant (own identity, view, environment); null before any. */
+  readonly isolated: boolean | null;
   readonly snapshot: { readonly ref: string; readonly at: string } | null;
   readonly createdAt: string;
   readonly updatedAt: string;
@@ -72,6 +74,9 @@ export interface TenantRecord {
   readonly id: string;
   readonly steadyState: Resources;
   readonly data: string;
+  /** Null only for a tenant registered before identities existed, until the next start gives it one. */
+  readonly runAs: Identity | null;
+  readonly allowRoot: boolean;
   readonly createdAt: string;
   readonly updatedAt: string;
 }

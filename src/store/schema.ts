@@ -5,6 +5,9 @@ export interface TenantsTable {
   id: string;
   steady_state: string;
   data: string;
+  run_as_uid: number | null;
+  run_as_gid: number | null;
+  allow_root: Generated<number>;
   created_at: string;
   updated_at: string;
 }
@@ -30,6 +33,7 @@ export interface MigrationsTable {
   progress_done: number | null;
   progress_total: number | null;
   limits_enforced: number | null;
+  isolated: number | null;
   snapshot_ref: string | null;
   snapshot_at: string | null;
   created_at: string;

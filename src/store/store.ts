@@ -5,7 +5,7 @@
  */
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import { FerryError } from '../core/errors.ts';
-import type { FailureCause, MigrationRequest, MigrationState, Resources, Verdict } from '../core/types.ts';
+import type { FailureCause, Identity, MigrationRequest, MigrationState, Resources, Verdict } from '../core/types.ts';
 import type { SqlDialect } from './dialect.ts';
 import type {
   ArtifactRecord,
@@ -38,6 +38,7 @@ export interface MigrationPatch {
   checkpoint?: MigrationRecord['checkpoint'];
   progress?: MigrationRecord['progress'];
   limitsEnforced?: boolean | null;
+  isolated?: boolean | null;
   snapshot?: MigrationRecord['snapshot'];
 }
 
@@ -85,18 +86,68 @@ export class Store {
 
   // ── tenants ──────────────────────────────────────────────────────────────
 
-  async putTenant(id: string, steadyState: Resources, data: string, now: Date): Promise<{ tenant: TenantRecord; created: boolean }> {
+  /**
+   * Register or update a tenant. Its identity is the given `runAs`, else the one it has, else the next
+   * free uid of `uidRange` (gid = uid). Changing `data` or `runAs` while a migration holds the tenant
+   * is refused (FERRY_TENANT_BUSY): a wipe or a job would then act on another folder or as another user.
+   */
+  async putTenant(
+    id: string,
+    input: { steadyState: Resources; data: string; runAs: Identity | null; allowRoot: boolean },
+    uidRange: { first: number; last: number },
+    now: Date,
+  ): Promise<{ tenant: TenantRecord; created: boolean; previous: TenantRecord | null }> {
     const at = now.toISOString();
     return this.db.transaction().execute(async (trx) => {
-      const existing = await trx.selectFrom('tenants').select('id').where('id', '=', id).executeTakeFirst();
+      const before = await trx.selectFrom('tenants').selectAll().where('id', '=', id).executeTakeFirst();
+      const previous = before ? tenantRecord(before) : null;
+      const runAs = input.runAs ?? previous?.runAs ?? (await allocateIdentity(trx, uidRange));
+      const moved = previous !== null && (previous.data !== input.data || previous.runAs?.uid !== runAs.uid || previous.runAs?.gid !== runAs.gid);
+      if (moved) {
+        const holder = await holderOf(trx, id);
+        if (holder) {
+          throw new FerryError(
+            'FERRY_TENANT_BUSY',
+            `tenant ${id} is held by migration ${holder} (${previous.data !== input.data ? 'data' : 'runAs'} cannot change while a migration holds it); finish or abandon that migration first`,
+            { tenant: id, holder },
+          );
+        }
+      }
+      const sharing = await trx.selectFrom('tenants').select('id').where('run_as_uid', '=', runAs.uid).where('id', '!=', id).executeTakeFirst();
+      if (sharing) {
+        throw new FerryError('FERRY_CONFLICT', `uid ${runAs.uid} is already tenant ${sharing.id}'s identity; give each tenant its own uid (or omit runAs and Ferry picks one)`, {
+          tenant: id,
+          uid: runAs.uid,
+        });
+      }
+      const values = {
+        steady_state: JSON.stringify(input.steadyState),
+        data: input.data,
+        run_as_uid: runAs.uid,
+        run_as_gid: runAs.gid,
+        allow_root: input.allowRoot ? 1 : 0,
+        updated_at: at,
+      };
       // Upsert: two concurrent PUTs of a new tenant must not collide on the primary key.
       await trx
         .insertInto('tenants')
-        .values({ id, steady_state: JSON.stringify(steadyState), data, created_at: at, updated_at: at })
-        .onConflict((oc) => oc.column('id').doUpdateSet({ steady_state: JSON.stringify(steadyState), data, updated_at: at }))
+        .values({ id, ...values, created_at: at })
+        .onConflict((oc) => oc.column('id').doUpdateSet(values))
         .execute();
       const row = await trx.selectFrom('tenants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
-      return { tenant: tenantRecord(row), created: !existing };
+      return { tenant: tenantRecord(row), created: !before, previous };
+    });
+  }
+
+  /** Give an identity from `uidRange` to every tenant registered before identities existed. Returns their ids. */
+  async assignMissingIdentities(uidRange: { first: number; last: number }, now: Date): Promise<string[]> {
+    return this.db.transaction().execute(async (trx) => {
+      const missing = await trx.selectFrom('tenants').select('id').where('run_as_uid', 'is', null).orderBy('id').execute();
+      for (const { id } of missing) {
+        const runAs = await allocateIdentity(trx, uidRange);
+        await trx.updateTable('tenants').set({ run_as_uid: runAs.uid, run_as_gid: runAs.gid, updated_at: now.toISOString() }).where('id', '=', id).execute();
+      }
+      return missing.map((r) => r.id);
     });
   }
 
@@ -302,6 +353,7 @@ export class Store {
     fromStep: number;
     logRef: string;
     limitsEnforced: boolean;
+    isolated: boolean;
     verdict: Verdict;
     event: EventInput;
     now: Date;
@@ -316,7 +368,7 @@ export class Store {
         id: args.id,
         from: 'queued',
         to: 'running',
-        patch: { attempts: args.number, limitsEnforced: args.limitsEnforced, verdict: args.verdict, heldCause: null, heldDetail: null, failedStep: null, progress: null },
+        patch: { attempts: args.number, limitsEnforced: args.limitsEnforced, isolated: args.isolated, verdict: args.verdict, heldCause: null, heldDetail: null, failedStep: null, progress: null },
         event: args.event,
         now: args.now,
       },
@@ -550,6 +602,7 @@ function patchColumns(p: MigrationPatch): Partial<MigrationsTable> {
     set.progress_done = p.progress?.done ?? null;
     set.progress_total = p.progress?.total ?? null;
   }
+  if (p.isolated !== undefined) set.isolated = p.isolated === null ? null : p.isolated ? 1 : 0;
   if (p.limitsEnforced !== undefined) set.limits_enforced = p.limitsEnforced === null ? null : p.limitsEnforced ? 1 : 0;
   if (p.snapshot !== undefined) {
     set.snapshot_ref = p.snapshot?.ref ?? null;
@@ -587,6 +640,7 @@ function migrationRecord(r: Selectable<MigrationsTable>): MigrationRecord {
     checkpoint: r.checkpoint === null ? null : { step: Number(r.checkpoint_step), text: r.checkpoint },
     progress: r.progress_done === null ? null : { done: Number(r.progress_done), total: Number(r.progress_total) },
     limitsEnforced: r.limits_enforced === null ? null : Number(r.limits_enforced) === 1,
+    isolated: r.isolated === null ? null : Number(r.isolated) === 1,
     snapshot: r.snapshot_ref === null ? null : { ref: r.snapshot_ref, at: r.snapshot_at ?? '' },
     createdAt: r.created_at,
     updatedAt: r.updated_at,
@@ -611,7 +665,42 @@ function attemptRecord(r: Selectable<AttemptsTable>): AttemptRecord {
 }
 
 function tenantRecord(r: Selectable<Database['tenants']>): TenantRecord {
-  return { id: r.id, steadyState: JSON.parse(r.steady_state) as Resources, data: r.data, createdAt: r.created_at, updatedAt: r.updated_at };
+  return {
+    id: r.id,
+    steadyState: JSON.parse(r.steady_state) as Resources,
+    data: r.data,
+    runAs: r.run_as_uid === null ? null : { uid: Number(r.run_as_uid), gid: Number(r.run_as_gid ?? r.run_as_uid) },
+    allowRoot: Number(r.allow_root) === 1,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+/** The next uid of the range after the highest one given (gid = uid); FERRY_CONFLICT when the range is used up. */
+async function allocateIdentity(trx: Db, range: { first: number; last: number }): Promise<Identity> {
+  const row = await trx
+    .selectFrom('tenants')
+    .select((eb) => eb.fn.max('run_as_uid').as('top'))
+    .where('run_as_uid', '>=', range.first)
+    .where('run_as_uid', '<=', range.last)
+    .executeTakeFirst();
+  const top = row?.top === null || row?.top === undefined ? null : Number(row.top);
+  const uid = top === null ? range.first : top + 1;
+  if (uid > range.last) {
+    throw new FerryError('FERRY_CONFLICT', `every uid of the range ${range.first}-${range.last} is given to a tenant; widen uidRange or give this tenant a runAs`);
+  }
+  return { uid, gid: uid };
+}
+
+/** The migration holding `tenant`, if any: the same predicate as the index one_holder_per_tenant. */
+async function holderOf(trx: Db, tenant: string): Promise<string | null> {
+  const row = await trx
+    .selectFrom('migrations')
+    .select('id')
+    .where('tenant', '=', tenant)
+    .where((eb) => eb.or([eb('state', 'in', ['running', 'held']), eb.and([eb('state', '=', 'queued'), eb('attempts', '>', 0)])]))
+    .executeTakeFirst();
+  return row?.id ?? null;
 }
 
 function issueRecord(r: Selectable<Database['issues']>): IssueRecord {

@@ -63,6 +63,13 @@ export interface LimitsSupport {
   readonly detail: string;
 }
 
+/** Whether jobs are confined to their tenant (own identity, own view, own environment). */
+export interface IsolationSupport {
+  readonly isolated: boolean;
+  /** How, or why not (e.g. "mount, PID and IPC namespaces; jobs run as their tenant's uid"). */
+  readonly detail: string;
+}
+
 export interface LabelledObject {
   readonly kind: ArtifactKind;
   readonly ref: string;
@@ -77,10 +84,23 @@ export interface Substrate {
   /** What the node can ever provide, per dimension. */
   capacity(): Resources;
   limits(): LimitsSupport;
+  /** Whether this substrate confines jobs to their tenant; recorded on each migration as `isolated`. */
+  isolation(): IsolationSupport;
+  /**
+   * Dimensions this substrate enforces as hard limits (e.g. cpu, memory, pids). Admission refuses a
+   * peak or a steady-state dimension outside this list: an admitted dimension is always enforced.
+   */
+  enforcedDimensions(): readonly string[];
 
   /** Where the tenant's data lives (folder or volume name), from the tenant's `data`. */
   tenantData(tenant: Tenant): string;
   tenantDataExists(tenant: Tenant): Promise<boolean>;
+  /**
+   * Hand the tenant's existing data over to its identity (`tenant.runAs`), so its jobs can write it
+   * without root: called at registration and when `runAs` changes. Returns a sentence saying what was
+   * done, for the registration's answer, or null when there was nothing to hand over.
+   */
+  adoptTenantData(tenant: Tenant): Promise<string | null>;
 
   scratchRef(migrationId: string): string;
   snapshotRef(migrationId: string): string;

@@ -4,7 +4,7 @@ import { admit, describeRejection } from '../../src/core/admission.ts';
 import type { Tenant } from '../../src/core/types.ts';
 
 const NOW = new Date('2025-01-02T03:04:05.000Z');
-const shop: Tenant = { id: 'shop', steadyState: { cpu: 1000, memory: 1024 ** 3 }, data: '/srv/shop' };
+const shop: Tenant = { id: 'shop', steadyState: { cpu: 1000, memory: 1024 ** 3 }, data: '/srv/shop', runAs: { uid: 200000, gid: 200000 }, allowRoot: false };
 
 void test('an unknown tenant is rejected with UNKNOWN_TENANT and a way out', () => {
   const verdict = admit({ tenantId: 'ghost', peak: { cpu: 1, memory: 1 }, tenant: null, capacity: {}, now: NOW });
@@ -88,7 +88,7 @@ void test('drift is visible: the same request against a shrunk steady-state is r
 });
 
 void test('a cap beyond MAX_SAFE_INTEGER is compared exactly and never lets an overflow through', () => {
-  const huge: Tenant = { id: 'shop', steadyState: { memory: Number.MAX_SAFE_INTEGER }, data: '/d' };
+  const huge: Tenant = { id: 'shop', steadyState: { memory: Number.MAX_SAFE_INTEGER }, data: '/d', runAs: { uid: 200000, gid: 200000 }, allowRoot: false };
   const verdict = admit({ tenantId: 'shop', peak: { memory: Number.MAX_SAFE_INTEGER }, tenant: huge, capacity: {}, now: NOW });
   assert.equal(verdict.ok, true, describeRejection(verdict));
 });
@@ -103,3 +103,29 @@ void test(
     assert.equal(verdict.reasons[0]?.dimension, 'constructor');
   },
 );
+
+void test('a peak that omits a dimension of the steady-state is refused: it would run unlimited', () => {
+  const withPids: Tenant = { ...shop, steadyState: { ...shop.steadyState, pids: 50 } };
+  const verdict = admit({ tenantId: 'shop', peak: { cpu: 1000, memory: 1024 ** 3 }, tenant: withPids, capacity: {}, enforced: ['cpu', 'memory', 'pids'], now: NOW });
+  assert.equal(verdict.ok, false);
+  assert.deepEqual(
+    verdict.reasons.map((r) => [r.code, r.dimension]),
+    [['PEAK_MISSING_DIMENSION', 'pids']],
+  );
+  assert.match(verdict.reasons[0]?.message ?? '', /add pids to the peak/);
+  assert.equal(admit({ tenantId: 'shop', peak: { cpu: 1000, memory: 1024 ** 3, pids: 100 }, tenant: withPids, capacity: {}, enforced: ['cpu', 'memory', 'pids'], now: NOW }).ok, true);
+});
+
+void test('a dimension the substrate does not enforce is refused, with what it does enforce', () => {
+  const withDisk: Tenant = { ...shop, steadyState: { ...shop.steadyState, 'ephemeral-storage': 10 * 1024 ** 2 } };
+  const peak = { cpu: 1000, memory: 1024 ** 3, 'ephemeral-storage': 20 * 1024 ** 2 };
+  const verdict = admit({ tenantId: 'shop', peak, tenant: withDisk, capacity: {}, enforced: ['cpu', 'memory', 'pids'], now: NOW });
+  assert.deepEqual(
+    verdict.reasons.map((r) => [r.code, r.dimension]),
+    [['DIMENSION_NOT_ENFORCED', 'ephemeral-storage']],
+  );
+  assert.match(verdict.reasons[0]?.message ?? '', /cannot enforce a ephemeral-storage limit \(it enforces cpu, memory, pids\)/);
+  assert.equal(verdict.dimensions.find((d) => d.dimension === 'ephemeral-storage')?.ok, false);
+  // A substrate that enforces nothing at all says so elsewhere (limitsEnforced: false); no dimension check then.
+  assert.equal(admit({ tenantId: 'shop', peak, tenant: withDisk, capacity: {}, enforced: null, now: NOW }).ok, true);
+});

@@ -10,7 +10,7 @@ const steadyValue = fc.oneof(fc.nat({ max: 4096 }), fc.nat({ max: Math.floor((Nu
 const dimension = fc.constantFrom('cpu', 'memory', 'ephemeral-storage', 'pids');
 
 function tenant(steadyState: Resources): Tenant {
-  return { id: 'shop', steadyState, data: '/srv/shop' };
+  return { id: 'shop', steadyState, data: '/srv/shop', runAs: { uid: 200000, gid: 200000 }, allowRoot: false };
 }
 
 void test('PEAK_FACTOR is 2', () => {

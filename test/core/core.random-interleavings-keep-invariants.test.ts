@@ -296,7 +296,7 @@ function run(world: World, c: Command): void {
     }
     case 'drift': {
       const id = TENANT_IDS[c.tenant] as string;
-      world.tenants.set(id, { id, steadyState: { cpu: c.cpu, memory: c.memory }, data: `/srv/${id}` });
+      world.tenants.set(id, { id, steadyState: { cpu: c.cpu, memory: c.memory }, data: `/srv/${id}`, runAs: { uid: 200000, gid: 200000 }, allowRoot: false });
       return;
     }
   }
@@ -367,7 +367,7 @@ void test('random interleavings keep one holder per tenant, held until acted on,
     fc.property(worldArb, ({ steady, capacity, commands }) => {
       const world: World = {
         tenants: new Map(
-          TENANT_IDS.map((id, i) => [id, { id, steadyState: { ...(steady[i] as { cpu: number; memory: number }) }, data: `/srv/${id}` }]),
+          TENANT_IDS.map((id, i) => [id, { id, steadyState: { ...(steady[i] as { cpu: number; memory: number }) }, data: `/srv/${id}`, runAs: { uid: 200000, gid: 200000 }, allowRoot: false }]),
         ),
         capacity,
         migrations: [],

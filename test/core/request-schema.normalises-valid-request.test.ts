@@ -73,8 +73,22 @@ void test('a tenant id of 63 characters, digits first, is accepted', () => {
 });
 
 void test('the tenant document parses steady-state quantities', () => {
-  assert.deepEqual(parseTenantInput({ steadyState: { cpu: '500m', memory: '1Gi' }, data: '/srv/shop' }), {
+  assert.deepEqual(parseTenantInput({ steadyState: { cpu: '500m', memory: '1Gi' }, data: '/srv/shop', runAs: { uid: 200000, gid: 200000 }, allowRoot: false }), {
     steadyState: { cpu: 500, memory: 1024 ** 3 },
     data: '/srv/shop',
+    runAs: { uid: 200000, gid: 200000 },
+    allowRoot: false,
   });
+});
+
+void test('env values given as {secret} are plain values for the job, listed in secretEnv', () => {
+  const r = parseMigrationRequest({
+    issue: 'github:acme/platform#1',
+    tenant: 'shop',
+    peak: { cpu: 1, memory: '1Gi' },
+    steps: [{ name: 'copy', run: ['true'] }],
+    env: { SOURCE: 'old', DB_PASSWORD: { secret: 'hunter2' } },
+  });
+  assert.deepEqual(r.env, { SOURCE: 'old', DB_PASSWORD: 'hunter2' });
+  assert.deepEqual(r.secretEnv, ['DB_PASSWORD']);
 });

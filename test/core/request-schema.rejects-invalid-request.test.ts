@@ -145,3 +145,35 @@ void test('a tenant must declare its steady-state cpu and memory', () => {
     assert.match(err.message, /steadyState\.(cpu|memory) must be declared/);
   }
 });
+
+void test('a NUL byte in anything that reaches a job is refused: run, wipe, env names and values, image', () => {
+  assert.deepEqual(paths(problemsOf({ ...valid, steps: [{ name: 'copy', run: ['rm', '-rf', '"$FERRY_TENANT_DATA"\0/'] }] })), ['steps.0.run.2']);
+  assert.deepEqual(paths(problemsOf({ ...valid, wipe: ['sh', '-c', 'x\0y'] })), ['wipe.2']);
+  assert.deepEqual(paths(problemsOf({ ...valid, env: { A: 'ok\0FERRY_TENANT_DATA=/' } })), ['env.A']);
+  assert.deepEqual(paths(problemsOf({ ...valid, env: { A: { secret: 'x\0' } } })), ['env.A.secret']);
+  assert.deepEqual(paths(problemsOf({ ...valid, image: 'img\0:1' })), ['image']);
+  assert.match(problemsOf({ ...valid, env: { A: 'x\0' } })[0]?.message ?? '', /NUL/);
+});
+
+void test('a zero cpu or memory peak is refused: it could never run', () => {
+  assert.deepEqual(paths(problemsOf({ ...valid, peak: { cpu: '1', memory: '0' } })), ['peak.memory']);
+  assert.deepEqual(paths(problemsOf({ ...valid, peak: { cpu: 0, memory: '1Gi' } })), ['peak.cpu']);
+  assert.match(problemsOf({ ...valid, peak: { cpu: '1', memory: '0' } })[0]?.message ?? '', /more than zero/);
+});
+
+void test('a secret env value is an object with exactly `secret`', () => {
+  assert.deepEqual(paths(problemsOf({ ...valid, env: { A: { value: 'x' } } })), ['env.A']);
+  assert.deepEqual(paths(problemsOf({ ...valid, env: { A: { secret: 'x', shown: true } } })), ['env.A']);
+});
+
+void test('a tenant: zero steady-state, root runAs and unknown fields are refused', () => {
+  const tenantProblems = (input: unknown) => {
+    const err = assertFerryError(() => parseTenantInput(input), 'FERRY_INVALID_REQUEST');
+    return (err.details.problems as FieldProblem[]).map((p) => p.path);
+  };
+  assert.deepEqual(tenantProblems({ steadyState: { cpu: 1, memory: 0 } }), ['steadyState.memory']);
+  assert.deepEqual(tenantProblems({ steadyState: { cpu: 1, memory: 1 }, runAs: { uid: 0, gid: 1000 } }), ['runAs.uid']);
+  assert.deepEqual(tenantProblems({ steadyState: { cpu: 1, memory: 1 }, runAs: { uid: 1000 } }), ['runAs.gid']);
+  assert.deepEqual(tenantProblems({ steadyState: { cpu: 1, memory: 1 }, runAs: { uid: 1000, gid: 1000, user: 'x' } }), ['runAs']);
+  assert.deepEqual(tenantProblems({ steadyState: { cpu: 1, memory: 1 }, data: '/srv/x\0' }), ['data']);
+});

@@ -32,7 +32,7 @@ function clock(): () => Date {
 }
 
 function verdict(tenant: string, steadyState: Resources = STEADY): Verdict {
-  return admit({ tenantId: tenant, peak: PEAK, tenant: { id: tenant, steadyState, data: `/srv/${tenant}` }, capacity: {}, now: new Date(T0) });
+  return admit({ tenantId: tenant, peak: PEAK, tenant: { id: tenant, steadyState, data: `/srv/${tenant}`, runAs: { uid: 200000, gid: 200000 }, allowRoot: false }, capacity: {}, now: new Date(T0) });
 }
 
 function request(tenant: string, issue: string): MigrationRequest {
@@ -82,7 +82,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       const now = clock();
 
       async function tenant(id: string, steadyState: Resources = STEADY): Promise<void> {
-        await store.putTenant(id, steadyState, `/srv/${id}`, now());
+        await store.putTenant(id, { steadyState: steadyState, data: `/srv/${id}`, runAs: null, allowRoot: false }, { first: 200000, last: 299999 }, now());
       }
       async function file(id: string, tenantId: string, issue = 'github:acme/platform#1'): Promise<MigrationRecord> {
         return store.insertMigration(
@@ -106,6 +106,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
           fromStep,
           logRef: `/logs/${id}/attempt-${number}.log`,
           limitsEnforced: true,
+          isolated: true,
           verdict: verdict(m.tenant),
           event: { actor: 'ferry', kind: 'start', reason: `attempt ${number}` },
           now: now(),
@@ -141,18 +142,18 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       assert.equal(await store.getTenant('shop'), null);
       assert.deepEqual(await store.listTenants(), []);
 
-      const first = await store.putTenant('shop', { cpu: 500, memory: 1024 }, '/srv/shop', now());
+      const first = await store.putTenant('shop', { steadyState: { cpu: 500, memory: 1024 }, data: '/srv/shop', runAs: null, allowRoot: false }, { first: 200000, last: 299999 }, now());
       assert.equal(first.created, true);
       assert.deepEqual(first.tenant.steadyState, { cpu: 500, memory: 1024 });
       assert.equal(first.tenant.data, '/srv/shop');
 
-      const second = await store.putTenant('shop', { cpu: 700, memory: 2048, 'ephemeral-storage': 10 }, '/srv/shop2', now());
+      const second = await store.putTenant('shop', { steadyState: { cpu: 700, memory: 2048, 'ephemeral-storage': 10 }, data: '/srv/shop2', runAs: null, allowRoot: false }, { first: 200000, last: 299999 }, now());
       assert.equal(second.created, false);
       assert.deepEqual(second.tenant.steadyState, { cpu: 700, memory: 2048, 'ephemeral-storage': 10 });
       assert.equal(second.tenant.createdAt, first.tenant.createdAt, 'an update keeps the creation time');
       assert.notEqual(second.tenant.updatedAt, first.tenant.updatedAt);
 
-      await store.putTenant('blog', { cpu: 100, memory: 1 }, '/srv/blog', now());
+      await store.putTenant('blog', { steadyState: { cpu: 100, memory: 1 }, data: '/srv/blog', runAs: null, allowRoot: false }, { first: 200000, last: 299999 }, now());
       const got = await store.getTenant('shop');
       assert.deepEqual(got, second.tenant);
       assert.deepEqual(
@@ -165,8 +166,46 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       const s = await setup(t);
       if (!s) return;
       const big = { cpu: 64_000, memory: 3 * 1024 ** 4 + 1 };
-      await s.store.putTenant('big', big, '/srv/big', s.now());
+      await s.store.putTenant('big', { steadyState: big, data: '/srv/big', runAs: null, allowRoot: false }, { first: 200000, last: 299999 }, s.now());
       assert.deepEqual((await s.store.getTenant('big'))?.steadyState, big);
+    });
+
+    void test('tenants get distinct identities from the range; a given runAs is kept; a shared uid is refused', async (t) => {
+      const s = await setup(t);
+      if (!s) return;
+      const { store, now } = s;
+      const range = { first: 300_000, last: 300_002 };
+      const put = (id: string, runAs: { uid: number; gid: number } | null = null, data = `/srv/${id}`) =>
+        store.putTenant(id, { steadyState: STEADY, data, runAs, allowRoot: false }, range, now());
+      const a = await put('a');
+      const b = await put('b');
+      assert.deepEqual(a.tenant.runAs, { uid: 300_000, gid: 300_000 });
+      assert.deepEqual(b.tenant.runAs, { uid: 300_001, gid: 300_001 });
+      // An update without runAs keeps the identity it has.
+      assert.deepEqual((await put('a')).tenant.runAs, a.tenant.runAs);
+      const c = await put('c', { uid: 4242, gid: 4343 });
+      assert.deepEqual(c.tenant.runAs, { uid: 4242, gid: 4343 });
+      const shared = await rejectsWith(put('d', { uid: 300_001, gid: 1 }), 'FERRY_CONFLICT');
+      assert.match(shared.message, /uid 300001 is already tenant b's identity/);
+      assert.equal(await store.getTenant('d'), null, 'nothing written');
+      await put('d');
+      await rejectsWith(put('e'), 'FERRY_CONFLICT');
+    });
+
+    void test('data and runAs of a held tenant cannot change; its steady-state can', async (t) => {
+      const s = await setup(t);
+      if (!s) return;
+      const { store, now, tenant, running } = s;
+      await tenant('shop');
+      const before = await store.getTenant('shop');
+      await running('m-1', 'shop');
+      const range = { first: 200000, last: 299999 };
+      const busy = await rejectsWith(store.putTenant('shop', { steadyState: STEADY, data: '/srv/elsewhere', runAs: null, allowRoot: false }, range, now()), 'FERRY_TENANT_BUSY');
+      assert.match(busy.message, /held by migration m-1/);
+      await rejectsWith(store.putTenant('shop', { steadyState: STEADY, data: '/srv/shop', runAs: { uid: 5000, gid: 5000 }, allowRoot: false }, range, now()), 'FERRY_TENANT_BUSY');
+      assert.deepEqual((await store.getTenant('shop'))?.data, before?.data);
+      const raised = await store.putTenant('shop', { steadyState: { cpu: 4000, memory: 8 * 1024 ** 3 }, data: '/srv/shop', runAs: null, allowRoot: false }, range, now());
+      assert.deepEqual(raised.tenant.runAs, before?.runAs);
     });
 
     // ── migrations and events ──

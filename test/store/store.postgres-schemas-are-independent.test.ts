@@ -21,7 +21,7 @@ void test(
     try {
       const a = await openPostgresStore(database.url, { schema: first, max: 2 });
       stores.push(a);
-      await a.putTenant('shop', { cpu: 1000, memory: 1024 }, '/srv/shop', new Date());
+      await a.putTenant('shop', { steadyState: { cpu: 1000, memory: 1024 }, data: '/srv/shop', runAs: null, allowRoot: false }, { first: 200000, last: 299999 }, new Date());
       const b = await openPostgresStore(database.url, { schema: second, max: 2 });
       stores.push(b);
       assert.deepEqual(await b.listTenants(), [], 'the second schema does not see the first one\'s tenants');

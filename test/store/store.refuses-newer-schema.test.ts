@@ -45,7 +45,7 @@ void describe('SQLite', () => {
     dirs.push(dir);
     const path = join(dir, 'ferry.db');
     const first = await openSqliteStore(path);
-    await first.putTenant('shop', { cpu: 1000, memory: 1024 }, '/srv/shop', new Date());
+    await first.putTenant('shop', { steadyState: { cpu: 1000, memory: 1024 }, data: '/srv/shop', runAs: null, allowRoot: false }, { first: 200000, last: 299999 }, new Date());
     await first.close();
     for (let i = 0; i < 2; i++) {
       const again = await openSqliteStore(path);
@@ -97,7 +97,7 @@ void describe('PostgreSQL', () => {
     const schema = await database.freshSchema();
     schemas.push(schema);
     const first = await openPostgresStore(database.url, { schema, max: 2 });
-    await first.putTenant('shop', { cpu: 1000, memory: 1024 }, '/srv/shop', new Date());
+    await first.putTenant('shop', { steadyState: { cpu: 1000, memory: 1024 }, data: '/srv/shop', runAs: null, allowRoot: false }, { first: 200000, last: 299999 }, new Date());
     await first.close();
     for (let i = 0; i < 2; i++) {
       const again = await openPostgresStore(database.url, { schema, max: 2 });

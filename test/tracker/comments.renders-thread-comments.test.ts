@@ -6,7 +6,7 @@ import { renderClosureSummary, renderCommandRefusal, renderStatusComment, render
 import { statusMarkerOf } from '../../src/tracker/markers.ts';
 
 const GI = 1024 ** 3;
-const TENANT = { id: 'shop', steadyState: { cpu: 1000, memory: GI }, data: '/srv/shop' };
+const TENANT = { id: 'shop', steadyState: { cpu: 1000, memory: GI }, data: '/srv/shop', runAs: { uid: 200000, gid: 200000 }, allowRoot: false };
 const NOW = new Date('2024-05-02T10:00:00Z');
 
 function lines(text: string): string[] {
