@@ -21,8 +21,6 @@ const ARGS = ['--capacity-cpu', '2', '--capacity-memory', '64Gi'];
 
 void test(`kill -9 at ${KILLS} random moments over ${MIGRATIONS} migrations: all accounted for, nothing run twice`, { timeout: 420_000 }, async () => {
   const dataDir = tempDir('ferry-rel-crash-');
-  const ledgerDir = tempDir('ferry-rel-ledger-');
-  const ledger = join(ledgerDir, 'ledger');
   let server: ServerProcess = await spawnServer(dataDir, ARGS);
   try {
     const ids: string[] = [];
@@ -30,13 +28,12 @@ void test(`kill -9 at ${KILLS} random moments over ${MIGRATIONS} migrations: all
       const tenant = `t-${i}`;
       assert.equal((await server.api('PUT', `/v1/tenants/${tenant}`, { steadyState: { cpu: '50m', memory: '32Mi' } })).status, 201);
       const pause = (0.3 + Math.random() * 1.2).toFixed(2);
-      const step = (name: string) => ({ name, run: ['sh', '-c', `echo "$FERRY_MIGRATION_ID $FERRY_ATTEMPT $FERRY_STEP" >> "$LEDGER"; sleep ${pause}`] });
+      const step = (name: string) => ({ name, run: ['sh', '-c', `echo "$FERRY_MIGRATION_ID $FERRY_ATTEMPT $FERRY_STEP" >> "$FERRY_TENANT_DATA/ledger"; sleep ${pause}`] });
       const filed = await server.api('POST', '/v1/migrations', {
         issue: ISSUE,
         tenant,
         peak: { cpu: '100m', memory: '64Mi' },
         snapshot: 'never',
-        env: { LEDGER: ledger },
         steps: [step('one'), step('two')],
       });
       assert.equal(filed.status, 201, JSON.stringify(filed.body));
@@ -88,7 +85,10 @@ void test(`kill -9 at ${KILLS} random moments over ${MIGRATIONS} migrations: all
     for (const m of held) assert.equal(m.heldCause, 'lost', `${m.id} held with cause ${m.heldCause}`);
     for (const m of all) assert.equal(m.attempts, 1, `${m.id} ran ${m.attempts} attempts; only an operator creates attempt 2`);
 
-    const lines = existsSync(ledger) ? readFileSync(ledger, 'utf8').trim().split('\n').filter(Boolean) : [];
+    // One ledger per tenant: a confined job writes only into its own tenant's data.
+    const lines = Array.from({ length: MIGRATIONS }, (_, i) => join(dataDir, 'tenants', `t-${i}`, 'ledger'))
+      .filter((ledger) => existsSync(ledger))
+      .flatMap((ledger) => readFileSync(ledger, 'utf8').trim().split('\n').filter(Boolean));
     const seen = new Map<string, number>();
     for (const line of lines) seen.set(line, (seen.get(line) ?? 0) + 1);
     const twice = [...seen].filter(([, n]) => n > 1);
@@ -103,7 +103,6 @@ void test(`kill -9 at ${KILLS} random moments over ${MIGRATIONS} migrations: all
     await server.kill('SIGTERM');
     const leaked = await stopSupervisors(dataDir);
     removeDir(dataDir);
-    removeDir(ledgerDir);
     assert.equal(closed?.status, 200);
     assert.equal(leaked, 0, 'no supervisor may outlive the test');
     assert.deepEqual(supervisorsOf(dataDir), []);

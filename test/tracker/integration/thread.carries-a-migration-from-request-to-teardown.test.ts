@@ -44,7 +44,8 @@ for (const kind of TRACKER_KINDS) {
     const { tracker, ferry } = await startThreadWorld(t, kind);
     const thread: ThreadRef = { kind, repo: kind === 'gitlab' ? 'group/sub/platform' : 'acme/platform', number: 7 };
     const issue = refOf(thread);
-    const release = join(ferry.dataDir, 'release-copy');
+    // In the tenant's data folder: a confined job sees nothing else of the host.
+    const release = join(ferry.dataDir, 'tenants', 'shop', 'release-copy');
     const body = requestBody([
       { name: 'copy', run: ['sh', '-c', `while [ ! -f '${release}' ]; do sleep 0.05; done; echo copied`] },
       { name: 'index', run: ['sh', '-c', 'echo indexing; echo "::ferry::checkpoint 42"; [ "$FERRY_ATTEMPT" -ge 2 ] || { echo "ERROR: disk full"; exit 3; }; echo indexed'] },

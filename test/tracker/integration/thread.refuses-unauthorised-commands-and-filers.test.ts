@@ -75,7 +75,8 @@ void test('edits: a filed request is replaced, a rejected one is checked again, 
   const { tracker, ferry } = await startThreadWorld(t, 'github');
   const thread: ThreadRef = { kind: 'github', repo: 'acme/platform', number: 30 };
   const issue = refOf(thread);
-  const release = join(ferry.dataDir, 'release');
+  // In the tenant's data folder: a confined job sees nothing else of the host.
+  const release = join(ferry.dataDir, 'tenants', 'shop', 'release');
   const steps = [{ name: 'wait', run: ['sh', '-c', `while [ ! -f '${release}' ]; do sleep 0.05; done`] }];
 
   // Over 2x the steady-state: rejected, nothing filed, the reply says how to fix it.
