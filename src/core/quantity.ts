@@ -22,7 +22,8 @@ function unitName(dimension: string): string {
 
 /** Parse one quantity of `dimension` to an exact, non-negative safe integer. Throws FERRY_INVALID_QUANTITY. */
 export function parseQuantity(dimension: string, raw: string | number): number {
-  const text = typeof raw === 'number' ? numberToText(raw) : raw.trim();
+  // No trimming: Kubernetes refuses " 1" and "1 " too (YAML already trims its plain scalars).
+  const text = typeof raw === 'number' ? numberToText(raw) : raw;
   const bad = (why: string): FerryError =>
     new FerryError('FERRY_INVALID_QUANTITY', `${dimension}: ${JSON.stringify(String(raw).slice(0, MAX_LENGTH))} ${why}`, {
       dimension,
