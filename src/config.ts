@@ -237,19 +237,40 @@ function wholeNumber(name: string, raw: number | string, min: number): number {
   return n;
 }
 
-/** What the CLI needs to reach a server: flag > FERRY_URL/FERRY_TOKEN > the embedded data folder. */
-export function clientSettings(flags: { url?: string; token?: string; dataDir?: string }, env: NodeJS.ProcessEnv = process.env): { url: string; token: string | null } {
+/** What the CLI needs to reach a server, and where each part came from (the CLI decides where a token may go). */
+export interface ClientSettings {
+  readonly url: string;
+  readonly urlSource: 'flag' | 'env' | 'data-dir' | 'default';
+  readonly token: string | null;
+  /** `data-dir`: the embedded server's admin token, which the CLI sends only to a loopback address. */
+  readonly tokenSource: 'flag' | 'env' | 'data-dir' | null;
+  /** The raw `--timeout` or FERRY_TIMEOUT (a duration like 30s), or null for the CLI's default. */
+  readonly timeout: string | null;
+}
+
+/** What the CLI needs to reach a server: flag > FERRY_URL/FERRY_TOKEN/FERRY_TIMEOUT > the embedded data folder > default. */
+export function clientSettings(flags: { url?: string; token?: string; dataDir?: string; timeout?: string }, env: NodeJS.ProcessEnv = process.env): ClientSettings {
   const dataDir = resolve(flags.dataDir ?? env.FERRY_DATA_DIR ?? './.ferry');
-  const url = flags.url ?? env.FERRY_URL ?? readServerUrl(dataDir) ?? 'http://127.0.0.1:7070';
-  let token = flags.token ?? env.FERRY_TOKEN ?? null;
-  if (token === null) {
+  const fromFolder = flags.url === undefined && env.FERRY_URL === undefined ? readServerUrl(dataDir) : null;
+  const [url, urlSource] =
+    flags.url !== undefined ? [flags.url, 'flag' as const]
+    : env.FERRY_URL !== undefined ? [env.FERRY_URL, 'env' as const]
+    : fromFolder !== null ? [fromFolder, 'data-dir' as const]
+    : ['http://127.0.0.1:7070', 'default' as const];
+  let token: string | null = null;
+  let tokenSource: ClientSettings['tokenSource'] = null;
+  if (flags.token !== undefined) [token, tokenSource] = [flags.token, 'flag'];
+  else if (env.FERRY_TOKEN !== undefined) [token, tokenSource] = [env.FERRY_TOKEN, 'env'];
+  else {
     try {
+      // Only the ends are trimmed: a line break inside is a malformed token, refused by the CLI.
       token = readFileSync(resolve(dataDir, 'token'), 'utf8').trim();
+      tokenSource = 'data-dir';
     } catch {
       token = null;
     }
   }
-  return { url: url.replace(/\/+$/, ''), token };
+  return { url: url.replace(/\/+$/, ''), urlSource, token, tokenSource, timeout: flags.timeout ?? env.FERRY_TIMEOUT ?? null };
 }
 
 function readServerUrl(dataDir: string): string | null {

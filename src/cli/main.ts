@@ -1,11 +1,13 @@
 /**
  * The `ferry` command: `serve` runs the service; every other command wraps the HTTP API.
- * Exit codes: 0 ok, 2 usage (bad flags or a bad document), 3 rejected by the admission rule,
- * 4 wrong state, 1 anything else.
+ * Exit codes: 0 ok, 2 usage (bad flags or a bad document, a malformed token, a token the CLI will
+ * not send where --url points), 3 rejected by the admission rule, 4 wrong state, 1 anything else
+ * (the server unreachable or not answering in time included).
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { clientSettings, compileConfig, type RawOptions } from '../config.ts';
+import { parseDuration } from '../core/duration.ts';
 import { FerryError } from '../core/errors.ts';
 import { formatQuantity } from '../core/quantity.ts';
 import type { Verdict } from '../core/types.ts';
@@ -13,6 +15,7 @@ import { installSignalHandlers } from '../signals.ts';
 import { startService } from '../service.ts';
 import { ApiError, FerryClient } from './client.ts';
 import { table, verdictTable } from './format.ts';
+import { checkToken, parseServerUrl, redact, tokenPolicy } from './token-policy.ts';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, rejected: 3, wrongState: 4 } as const;
 
@@ -20,22 +23,51 @@ interface GlobalFlags {
   url?: string;
   token?: string;
   dataDir?: string;
+  timeout?: string;
   json?: boolean;
 }
+
+/** Default for --timeout: connect and whole request (a log follower: time without output and without an answer to a health check). */
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+/** The token in use, so that no message printed on the way out can show it. */
+let tokenInUse: string | null = null;
 
 const program = new Command('ferry')
   .description('Ferry: the one-shot migration job runner')
   .option('--url <url>', 'Ferry server (default: FERRY_URL, or the embedded server in the data folder)')
   .option('--token <token>', 'API token (default: FERRY_TOKEN, or <data-dir>/token)')
   .option('--data-dir <dir>', 'embedded data folder (default: FERRY_DATA_DIR or ./.ferry)')
+  .option('--timeout <duration>', 'most time to connect and get an answer, like 30s or 500ms; logs --follow fails only when the server stops answering (default: FERRY_TIMEOUT or 30s)')
   .option('--json', 'print JSON for scripts')
   .exitOverride()
   .showHelpAfterError();
 
 function client(): { api: FerryClient; flags: GlobalFlags } {
   const flags = program.opts<GlobalFlags>();
-  const settings = clientSettings({ ...(flags.url ? { url: flags.url } : {}), ...(flags.token ? { token: flags.token } : {}), ...(flags.dataDir ? { dataDir: flags.dataDir } : {}) });
-  return { api: new FerryClient(settings.url, settings.token), flags };
+  const settings = clientSettings({
+    ...(flags.url ? { url: flags.url } : {}),
+    ...(flags.token ? { token: flags.token } : {}),
+    ...(flags.dataDir ? { dataDir: flags.dataDir } : {}),
+    ...(flags.timeout ? { timeout: flags.timeout } : {}),
+  });
+  tokenInUse = settings.token || null;
+  const tokenSource = settings.token ? settings.tokenSource : null;
+  if (settings.token && tokenSource) checkToken(settings.token, tokenSource);
+  const url = parseServerUrl(settings.url, settings.urlSource);
+  const timeout = timeoutMs(settings.timeout);
+  // Decided before any connection: a refusal throws here, so nothing is sent anywhere.
+  const warning = tokenPolicy(url, settings.urlSource, tokenSource);
+  if (warning) process.stderr.write(`ferry: ${warning}\n`);
+  return { api: new FerryClient({ url: settings.url, token: settings.token || null, timeoutMs: timeout }), flags };
+}
+
+function timeoutMs(raw: string | null): number {
+  if (raw === null) return DEFAULT_TIMEOUT_MS;
+  // parseDuration reads a bare number as seconds only when it is a number, not text.
+  const ms = parseDuration('--timeout (or FERRY_TIMEOUT)', /^\s*\d+\s*$/.test(raw) ? Number(raw) : raw);
+  // Node's timers hold at most 2^31-1 ms (24.8 days); a longer one would fire at once.
+  return Math.min(ms, 2 ** 31 - 1);
 }
 
 function print(flags: GlobalFlags, value: unknown, human: () => string): void {
@@ -209,10 +241,7 @@ program
     const q = new URLSearchParams();
     if (opts.attempt) q.set('attempt', opts.attempt);
     if (opts.follow) q.set('follow', 'true');
-    const res = await api.raw('GET', `/v1/migrations/${encodeURIComponent(id)}/logs${q.size ? `?${q}` : ''}`);
-    if (!res.ok) throw new ApiError(res.status, (await res.json().catch(() => ({}))) as Record<string, unknown>);
-    if (!res.body) return;
-    for await (const chunk of res.body) process.stdout.write(chunk);
+    await api.stream('GET', `/v1/migrations/${encodeURIComponent(id)}/logs${q.size ? `?${q}` : ''}`, (chunk) => process.stdout.write(chunk));
   });
 
 program
@@ -274,11 +303,13 @@ try {
     process.exitCode = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
   } else {
     const flags = program.opts<GlobalFlags>();
+    // Every message is redacted on the way out: a server, a proxy or a library may echo the token.
+    const say = (stream: NodeJS.WriteStream, text: string) => stream.write(redact(text, tokenInUse));
     if (err instanceof ApiError && err.code === 'FERRY_REJECTED' && !flags.json && err.body.verdict) {
-      process.stderr.write(`${verdictTable(err.body.verdict as Verdict)}\n\n`);
+      say(process.stderr, `${verdictTable(err.body.verdict as Verdict)}\n\n`);
     }
-    if (flags.json && err instanceof ApiError) process.stdout.write(`${JSON.stringify(err.body, null, 2)}\n`);
-    process.stderr.write(`ferry: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (flags.json && err instanceof ApiError) say(process.stdout, `${JSON.stringify(err.body, null, 2)}\n`);
+    say(process.stderr, `ferry: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exitCode = exitCodeFor(err);
   }
 }
