@@ -10,8 +10,13 @@
  *
  * usage: ferry-spawner   (talks over stdin and stdout only)
  *
- * stdin, one frame per request: a 32-bit little-endian payload length, then the payload: NUL-ended
- * strings ID, CWD, PROGRAM, ARGC (decimal), ARGV[0..ARGC-1], ENVC (decimal), ENV[0..ENVC-1].
+ * stdin, one frame per request: a 32-bit little-endian payload length, then the payload:
+ *   u32 ID, u32 ARGC, u32 ENVC, then ARGC + ENVC + 2 fields CWD, PROGRAM, ARGV[0..ARGC-1],
+ *   ENV[0..ENVC-1], each a u32 length and that many bytes (no terminator).
+ * All numbers are little-endian. Lengths, not separators: no byte of a field can move the field
+ * boundaries. A field holding a NUL byte (which C would cut there: another command or environment
+ * than the one asked for), or a payload whose fields do not add up, is refused with E ID EINVAL and
+ * nothing runs; the next frame is read as usual.
  * stdout, one line per event:
  *   S ID PID            the supervisor of request ID runs (exec succeeded) as PID
  *   E ID ERRNO          request ID failed (fork, chdir or exec); nothing runs
@@ -58,51 +63,67 @@ static void reap(void) {
   }
 }
 
-/* Splits the payload into its NUL-ended fields; returns NULL on a malformed frame. */
+static uint32_t u32le(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/*
+ * The next length-prefixed field, made a C string in place: its length prefix is no longer needed,
+ * so the field moves 4 bytes down and its terminator lands where the field ended. NULL when the
+ * field runs past the payload or holds a NUL byte.
+ */
 static char *next_field(char **cursor, char *end) {
-  char *start = *cursor;
-  char *nul = memchr(start, 0, (size_t)(end - start));
-  if (!nul) return NULL;
-  *cursor = nul + 1;
-  return start;
+  if (end - *cursor < 4) return NULL;
+  uint32_t len = u32le((unsigned char *)*cursor);
+  char *bytes = *cursor + 4;
+  if ((size_t)(end - bytes) < len || memchr(bytes, 0, len)) return NULL;
+  char *field = *cursor;
+  memmove(field, bytes, len);
+  field[len] = 0;
+  *cursor = bytes + len;
+  return field;
 }
 
 static void spawn_one(char *payload, uint32_t len) {
-  char *cursor = payload, *end = payload + len;
-  char *id = next_field(&cursor, end);
-  char *cwd = id ? next_field(&cursor, end) : NULL;
-  char *program = cwd ? next_field(&cursor, end) : NULL;
-  char *argc_text = program ? next_field(&cursor, end) : NULL;
-  if (!argc_text) {
-    fprintf(stderr, "ferry-spawner: malformed request\n");
+  char line[96];
+  char **argv = NULL, **envp = NULL;
+  if (len < 12) {
+    /* Not even an ID to answer to: the server's client never sends this. */
+    fprintf(stderr, "ferry-spawner: malformed request of %u bytes\n", len);
     exit(2);
   }
-  long argc = strtol(argc_text, NULL, 10);
-  char **argv = calloc((size_t)argc + 1, sizeof *argv);
-  for (long i = 0; argv && i < argc; i++) argv[i] = next_field(&cursor, end);
-  char *envc_text = next_field(&cursor, end);
-  long envc = envc_text ? strtol(envc_text, NULL, 10) : -1;
-  char **envp = envc >= 0 ? calloc((size_t)envc + 1, sizeof *envp) : NULL;
-  for (long i = 0; envp && i < envc; i++) envp[i] = next_field(&cursor, end);
-  int ok = argv && envp && argc > 0;
-  for (long i = 0; ok && i < argc; i++) ok = argv[i] != NULL;
-  for (long i = 0; ok && i < envc; i++) ok = envp[i] != NULL;
+  uint32_t id = u32le((unsigned char *)payload);
+  uint32_t argc = u32le((unsigned char *)payload + 4), envc = u32le((unsigned char *)payload + 8);
+  char *cursor = payload + 12, *end = payload + len;
+  /* Each field takes at least its 4-byte length: counts beyond that cannot be honest. */
+  int ok = argc > 0 && argc <= len / 4 && envc <= len / 4;
+  char *cwd = ok ? next_field(&cursor, end) : NULL;
+  char *program = cwd ? next_field(&cursor, end) : NULL;
+  ok = program != NULL;
+  if (ok) {
+    argv = calloc((size_t)argc + 1, sizeof *argv);
+    envp = calloc((size_t)envc + 1, sizeof *envp);
+    ok = argv && envp;
+  }
+  for (uint32_t i = 0; ok && i < argc; i++) ok = (argv[i] = next_field(&cursor, end)) != NULL;
+  for (uint32_t i = 0; ok && i < envc; i++) ok = (envp[i] = next_field(&cursor, end)) != NULL;
+  if (ok && cursor != end) ok = 0;
   if (!ok) {
-    fprintf(stderr, "ferry-spawner: malformed request %s\n", id);
-    exit(2);
+    snprintf(line, sizeof line, "E %u %d\n", id, EINVAL);
+    emit(line);
+    goto out;
   }
 
   /* exec failures come back through a close-on-exec pipe: EOF means the exec succeeded. */
   int errpipe[2];
-  char line[96];
   if (pipe2(errpipe, O_CLOEXEC) != 0) {
-    snprintf(line, sizeof line, "E %s %d\n", id, errno);
+    snprintf(line, sizeof line, "E %u %d\n", id, errno);
     emit(line);
     goto out;
   }
   pid_t pid = fork();
   if (pid < 0) {
-    snprintf(line, sizeof line, "E %s %d\n", id, errno);
+    snprintf(line, sizeof line, "E %u %d\n", id, errno);
     emit(line);
     close(errpipe[0]);
     close(errpipe[1]);
@@ -140,9 +161,9 @@ static void spawn_one(char *payload, uint32_t len) {
     /* It never became a supervisor: reap it here so no exit is reported for it. */
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
     }
-    snprintf(line, sizeof line, "E %s %d\n", id, child_errno);
+    snprintf(line, sizeof line, "E %u %d\n", id, child_errno);
   } else {
-    snprintf(line, sizeof line, "S %s %d\n", id, (int)pid);
+    snprintf(line, sizeof line, "S %u %d\n", id, (int)pid);
   }
   emit(line);
 out:

@@ -21,6 +21,8 @@ export interface JobCgroups {
 export interface CgroupDriver {
   readonly version: 'v1' | 'v2';
   readonly detail: string;
+  /** The dimensions this hierarchy enforces (memory always; cpu and pids when their controllers are there). */
+  readonly dimensions: readonly string[];
   create(name: string, limits: Resources): JobCgroups;
   /**
    * Every directory `create(name)` may make, whatever the limits: a job's cgroups are derived from
@@ -73,6 +75,7 @@ function v1Driver(memOwn: string, cpuOwn: string | null, pidsOwn: string | null)
   return {
     version: 'v1',
     detail: `cgroup v1 under ${memBase}${cpuBase ? ` and ${cpuBase}` : ' (no cpu controller: cpu not limited)'}`,
+    dimensions: ['memory', ...(cpuBase ? ['cpu'] : []), ...(pidsBase ? ['pids'] : [])],
     dirsFor(name) {
       return [memBase, cpuBase, pidsBase].filter((b): b is string => b !== null).map((b) => join(b, name));
     },
@@ -113,18 +116,22 @@ function v1Driver(memOwn: string, cpuOwn: string | null, pidsOwn: string | null)
 function v2Driver(own: string): CgroupDriver | { error: string } {
   // v2 forbids processes in inner nodes, so Ferry's subtree hangs off the root, which is exempt.
   const base = join(ROOT, 'ferry');
+  let enabled: string[];
   try {
-    const controllers = readFileSync(join(ROOT, 'cgroup.controllers'), 'utf8');
+    const controllers = readFileSync(join(ROOT, 'cgroup.controllers'), 'utf8').trim().split(/\s+/);
     if (!controllers.includes('memory')) return { error: 'cgroup v2 without the memory controller' };
-    writeFileSync(join(ROOT, 'cgroup.subtree_control'), controllers.includes('cpu') ? '+memory +cpu +pids' : '+memory');
+    enabled = ['memory', 'cpu', 'pids'].filter((c) => controllers.includes(c));
+    const control = enabled.map((c) => `+${c}`).join(' ');
+    writeFileSync(join(ROOT, 'cgroup.subtree_control'), control);
     mkdirSync(base, { recursive: true });
-    writeFileSync(join(base, 'cgroup.subtree_control'), controllers.includes('cpu') ? '+memory +cpu +pids' : '+memory');
+    writeFileSync(join(base, 'cgroup.subtree_control'), control);
   } catch (err) {
     return { error: `cgroup v2 is not writable here (${(err as Error).message}; the server runs in ${own})` };
   }
   return {
     version: 'v2',
     detail: `cgroup v2 under ${base}`,
+    dimensions: enabled,
     dirsFor(name) {
       return [join(base, name)];
     },

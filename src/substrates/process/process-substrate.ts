@@ -5,8 +5,14 @@
  *
  *   <dataDir>/jobs/<migration>/a<attempt>-s<step>/   spec.json (written first), pid, result
  *
- * and its output goes straight from the job to the attempt log (no copy through Ferry), which
+ * and its output goes through its supervisor into the attempt log, bounded (`logLimit`), which
  * `watch` tails for `::ferry::` lines. The declared peak is enforced through cgroups.
+ *
+ * Confinement (`isolation`, when Ferry runs as root): the supervisor runs each job as its tenant's
+ * `runAs` identity, without privileges, in its own mount, PID, IPC and UTS namespaces, seeing the
+ * system's folders read-only, its tenant's data and its scratch read-write at their usual paths, a
+ * private /tmp, and nothing of Ferry's data, other tenants or other processes (native/ferry-supervise.c).
+ * Its environment is the job contract's variables and the request's env, nothing of Ferry's.
  *
  * Supervisors are started by a small fork server (native/ferry-spawner.c, started by init()), so
  * the server never forks its own large process; it reports their exits. Without it, they are
@@ -14,18 +20,19 @@
  */
 import { spawn, execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { mkdir, open, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
-import { availableParallelism, totalmem } from 'node:os';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { chmod, chown, lstat, mkdir, mkdtemp, open, readFile, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir, totalmem } from 'node:os';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { FerryError } from '../../core/errors.ts';
 import { formatQuantity } from '../../core/quantity.ts';
-import type { FailureCause, Resources, Tenant } from '../../core/types.ts';
+import type { FailureCause, Identity, Resources, Tenant } from '../../core/types.ts';
 import {
   jobLabels,
   type ArtifactKind,
+  type IsolationSupport,
   type LabelledObject,
   type LimitsSupport,
   type StepResult,
@@ -47,6 +54,18 @@ const BUILD = resolve(dirname(fileURLToPath(import.meta.url)), '../../../build')
 const DEFAULT_SUPERVISOR = join(BUILD, 'ferry-supervise');
 const DEFAULT_SPAWNER = join(BUILD, 'ferry-spawner');
 const BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id';
+/** A job's PATH unless its request sets one: Ferry's own PATH is Ferry's business. */
+const JOB_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const DEFAULT_LOG_LIMIT = 64 * 1024 * 1024;
+/** What a job sees when it is confined: said at start and recorded on each migration. */
+const CONFINED_DETAIL =
+  "jobs run as their tenant's runAs uid and gid without privileges (no supplementary groups, no new privileges), in their own " +
+  "mount, PID, IPC and UTS namespaces: they see the system's folders (/usr, /etc, /opt, /bin, /lib...) read-only, their tenant's " +
+  'data folder and their scratch read-write, a private /tmp and /dev/shm, and no /sys, no Ferry data folder, no other tenant, ' +
+  'no /root, /home, /run or /var, and no process outside their step';
+const UNCONFINED_SEES =
+  "a job runs as Ferry's own user and sees everything that user can: Ferry's data folder (its token and its store), every " +
+  "tenant's data, the server's processes (and their environment, when that user is root) and the cgroup tree";
 
 export interface ProcessSubstrateOptions {
   /** Ferry's data folder; jobs, scratch, snapshots and logs live below it. */
@@ -67,8 +86,20 @@ export interface ProcessSubstrateOptions {
    * grew; with no change the wait doubles up to 1 s. Default 100 ms.
    */
   readonly pollMs?: number;
-  /** Variables passed from Ferry's own environment to jobs. Default: PATH, HOME, LANG, LC_ALL, TZ. */
-  readonly passEnv?: readonly string[];
+  /**
+   * Confinement of jobs. `auto` (default): confine when the host can (Ferry runs as root, the kernel
+   * allows mount and PID namespaces), else run jobs unconfined and say so (`isolation()`).
+   * `required`: refuse to start (init() throws) where jobs cannot be confined. `off`: never confine.
+   */
+  readonly isolation?: 'auto' | 'required' | 'off';
+  /**
+   * Bytes of output kept per step in the attempt log. Default 64 MiB. Past it, the first and the
+   * last half are kept, with a line saying how many bytes were dropped between them; `::ferry::`
+   * lines from the middle still reach the log.
+   */
+  readonly logLimit?: number;
+  /** Where to say that something was skipped (a damaged metadata file). Default: nowhere. */
+  readonly warn?: ((msg: string) => void) | undefined;
 }
 
 interface JobFile {
@@ -105,9 +136,15 @@ interface ArtifactMeta {
 
 export class ProcessSubstrate implements Substrate {
   readonly kind = 'process' as const;
-  private readonly opts: Required<Omit<ProcessSubstrateOptions, 'capacity'>> & { capacity: Resources };
+  private readonly opts: Required<Omit<ProcessSubstrateOptions, 'capacity' | 'warn'>> & {
+    capacity: Resources;
+    warn: (msg: string) => void;
+  };
   private cgroups: CgroupDriver | null = null;
   private limitsSupport: LimitsSupport = { enforced: false, detail: 'not initialised' };
+  private isolationSupport: IsolationSupport = { isolated: false, detail: 'not initialised' };
+  /** Ferry runs as root: it can hand folders over to a tenant's identity. */
+  private readonly privileged = process.geteuid?.() === 0;
   /** Supervisors this process started, by job ref: their exit is an event, not a poll. */
   private readonly supervisors = new Map<string, SupervisorHandle>();
   private spawner: Spawner | null = null;
@@ -126,8 +163,13 @@ export class ProcessSubstrate implements Substrate {
       supervisorPath: options.supervisorPath ?? DEFAULT_SUPERVISOR,
       spawnerPath: options.spawnerPath === undefined ? DEFAULT_SPAWNER : options.spawnerPath,
       pollMs: options.pollMs ?? 100,
-      passEnv: options.passEnv ?? ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ'],
+      isolation: options.isolation ?? 'auto',
+      logLimit: options.logLimit ?? DEFAULT_LOG_LIMIT,
+      warn: options.warn ?? (() => undefined),
     };
+    if (!Number.isSafeInteger(this.opts.logLimit) || this.opts.logLimit < 2) {
+      throw new FerryError('FERRY_INTERNAL', `logLimit must be a whole number of bytes, at least 2 (got ${String(options.logLimit)})`);
+    }
     this.roots = {
       jobs: join(dataDir, 'jobs'),
       scratch: join(dataDir, 'scratch'),
@@ -144,8 +186,20 @@ export class ProcessSubstrate implements Substrate {
         `the process supervisor is not built (${this.opts.supervisorPath}); run npm install (it needs a C compiler: apt-get install gcc)`,
       );
     }
-    for (const dir of Object.values(this.roots)) mkdirSync(dir, { recursive: true });
+    // Logs, step folders, snapshots and scratch are Ferry's: nobody else may list or read them.
+    for (const dir of Object.values(this.roots)) {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
+    }
     this.bootId = currentBootId();
+    this.isolationSupport = await this.detectIsolation();
+    if (!this.isolationSupport.isolated && this.opts.isolation === 'required') {
+      throw new FerryError(
+        'FERRY_INTERNAL',
+        `isolation is required but jobs cannot be confined here (${this.isolationSupport.detail}); run Ferry as root on a host ` +
+          'that allows mount and PID namespaces, or set isolation to auto to run jobs unconfined (said at start and recorded on each migration)',
+      );
+    }
     // Without the spawner (not built, or it cannot run) every start falls back to spawning from Node.
     await this.startSpawner();
     if (this.opts.cgroups === 'off') {
@@ -161,12 +215,46 @@ export class ProcessSubstrate implements Substrate {
     }
   }
 
+  /** Whether jobs can be confined here: asked of the supervisor itself, which builds a whole view and runs nothing. */
+  private async detectIsolation(): Promise<IsolationSupport> {
+    if (this.opts.isolation === 'off') {
+      return { isolated: false, detail: `isolation turned off by configuration: ${UNCONFINED_SEES}` };
+    }
+    if (!this.privileged) {
+      return {
+        isolated: false,
+        detail:
+          `Ferry does not run as root (uid ${process.geteuid?.() ?? 'unknown'}), so it cannot run a job as its tenant's identity or give it ` +
+          `a view of its own: ${UNCONFINED_SEES}. Run Ferry as root to confine jobs (confinement through user namespaces, ` +
+          'without root, is not implemented)',
+      };
+    }
+    const dir = await mkdtemp(join(tmpdir(), 'ferry-isolation-probe-'));
+    try {
+      await execFileAsync(this.opts.supervisorPath, ['-P', dir], { env: {}, timeout: 10_000 });
+      return { isolated: true, detail: CONFINED_DETAIL };
+    } catch (err) {
+      const said = String((err as { stdout?: unknown }).stdout ?? '').trim() || (err as Error).message;
+      return { isolated: false, detail: `this host refused to confine a job (${said}): ${UNCONFINED_SEES}` };
+    } finally {
+      await rmdir(dir).catch(() => undefined);
+    }
+  }
+
   capacity(): Resources {
     return this.opts.capacity;
   }
 
   limits(): LimitsSupport {
     return this.limitsSupport;
+  }
+
+  isolation(): IsolationSupport {
+    return this.isolationSupport;
+  }
+
+  enforcedDimensions(): readonly string[] {
+    return this.limitsSupport.enforced && this.cgroups ? this.cgroups.dimensions : [];
   }
 
   /** A tenant's data is a folder: its `data`, or <dataDir>/tenants/<id>. */
@@ -176,6 +264,64 @@ export class ProcessSubstrate implements Substrate {
 
   async tenantDataExists(tenant: Tenant): Promise<boolean> {
     return existsSync(this.tenantData(tenant));
+  }
+
+  /**
+   * Hands the tenant's data folder over to its `runAs` identity: `chown -R` that never follows a
+   * symbolic link, never leaves the folder's file system, and leaves hard-linked files alone (one
+   * may be a file outside the folder, such as /etc/shadow linked in by an earlier job that ran as
+   * root). A missing folder is created, owned by the identity, 0700.
+   */
+  async adoptTenantData(tenant: Tenant): Promise<string | null> {
+    const data = this.tenantData(tenant);
+    const runAs = this.identityOf(tenant);
+    const found = await lstat(data).catch(() => null);
+    if (found === null) {
+      await this.ensureTenantData(tenant);
+      return this.privileged
+        ? `created ${data} for uid ${runAs.uid} gid ${runAs.gid} (mode 0700)`
+        : `created ${data} (mode 0700), owned by Ferry's own user: Ferry does not run as root, so it cannot hand folders over`;
+    }
+    assertPlainFolder(data, found);
+    if (!this.privileged) return `left ${data} with its owner: Ferry does not run as root, so it cannot hand folders over`;
+    const owner = `${runAs.uid}:${runAs.gid}`;
+    await execFileAsync('find', ['-P', data, '-xdev', '!', '(', '-type', 'f', '-links', '+1', ')', '-exec', 'chown', '-h', owner, '--', '{}', '+']);
+    const { stdout } = await execFileAsync('find', ['-P', data, '-xdev', '-type', 'f', '-links', '+1', '-print']);
+    const linked = stdout.split('\n').filter(Boolean).length;
+    return (
+      `handed ${data} over to uid ${runAs.uid} gid ${runAs.gid}` +
+      (linked > 0 ? `; left ${linked} hard-linked file(s) with their owner (a hard link may be a file outside the folder): check them and chown them yourself if they belong to the tenant` : '')
+    );
+  }
+
+  /** The tenant's data folder exists: created when missing, owned by its identity, 0700. Never removed. */
+  private async ensureTenantData(tenant: Tenant): Promise<void> {
+    const data = this.tenantData(tenant);
+    const found = await lstat(data).catch(() => null);
+    if (found !== null) {
+      assertPlainFolder(data, found);
+      return;
+    }
+    await mkdir(data, { recursive: true, mode: 0o700 });
+    await chmod(data, 0o700);
+    if (this.privileged) {
+      const { uid, gid } = this.identityOf(tenant);
+      await chown(data, uid, gid);
+    }
+  }
+
+  /** The identity a tenant's jobs run as: never root, never Ferry's own user. */
+  private identityOf(tenant: Tenant): Identity {
+    const runAs = (tenant as { runAs?: Identity }).runAs;
+    const valid = (n: unknown): n is number => Number.isInteger(n) && (n as number) > 0 && (n as number) < 0xffffffff;
+    if (!runAs || !valid(runAs.uid) || !valid(runAs.gid) || runAs.uid === process.geteuid?.()) {
+      throw new FerryError(
+        'FERRY_INTERNAL',
+        `tenant ${tenant.id} has no identity its jobs may run as (runAs ${JSON.stringify(runAs ?? null)}): it needs a uid and gid ` +
+          "other than root and other than Ferry's own; register the tenant again",
+      );
+    }
+    return runAs;
   }
 
   scratchRef(migrationId: string): string {
@@ -196,9 +342,15 @@ export class ProcessSubstrate implements Substrate {
     return this.roots.logs;
   }
 
-  async createScratch(ref: string, spec: { migrationId: string; issue: string }): Promise<void> {
+  /** The migration's own folder: owned by its tenant's identity, 0700. */
+  async createScratch(ref: string, spec: { migrationId: string; issue: string; tenant: Tenant }): Promise<void> {
     this.assertUnder('scratch', ref);
-    await mkdir(ref, { recursive: true });
+    await mkdir(ref, { recursive: true, mode: 0o700 });
+    await chmod(ref, 0o700);
+    if (this.privileged) {
+      const { uid, gid } = this.identityOf(spec.tenant);
+      await chown(ref, uid, gid);
+    }
     await writeMeta(ref, { migrationId: spec.migrationId, issue: spec.issue });
   }
 
@@ -215,19 +367,22 @@ export class ProcessSubstrate implements Substrate {
     this.assertUnder('snapshots', ref);
     if (!existsSync(ref)) throw new FerryError('FERRY_NO_WIPE', `the snapshot ${ref} is gone; it cannot be restored`);
     const data = this.tenantData(tenant);
-    await mkdir(data, { recursive: true });
+    await this.ensureTenantData(tenant);
     for (const entry of await readdir(data)) await rm(join(data, entry), { recursive: true, force: true });
     await execFileAsync('cp', ['-a', '--reflink=auto', `${ref}/.`, `${data}/`]);
   }
 
   async start(spec: StepSpec, ref: string): Promise<void> {
     this.assertUnder('jobs', ref);
-    await mkdir(dirname(ref), { recursive: true });
+    assertNoNul(spec);
+    const confined = this.isolationSupport.isolated;
+    const runAs = confined ? this.identityOf(spec.tenant) : null;
+    await mkdir(dirname(ref), { recursive: true, mode: 0o700 });
     // mkdir of the step folder is the start's point of no return: a second start of the same ref fails here.
-    await mkdir(ref);
-    await mkdir(dirname(spec.logPath), { recursive: true });
+    await mkdir(ref, { mode: 0o700 });
+    await mkdir(dirname(spec.logPath), { recursive: true, mode: 0o700 });
     // The tenant's data folder is the tenant's, not an artifact: created if missing, never removed.
-    await mkdir(this.tenantData(spec.tenant), { recursive: true });
+    await this.ensureTenantData(spec.tenant);
     const log = await open(spec.logPath, 'a');
     const logOffset = (await log.stat()).size;
     await log.close();
@@ -260,18 +415,23 @@ export class ProcessSubstrate implements Substrate {
       throw err;
     }
 
-    const args = ['-d', ref, '-l', spec.logPath];
+    // Every value is its own argv element and every path absolute: none can be read as an option or split.
+    const data = this.tenantData(spec.tenant);
+    const args = ['-d', ref, '-l', spec.logPath, '-L', String(this.opts.logLimit)];
     if (spec.timeoutMs !== undefined) args.push('-t', String(spec.timeoutMs));
     if (cgroups?.oomFile) args.push('-o', cgroups.oomFile);
     for (const procs of cgroups?.procs ?? []) args.push('-j', procs);
+    if (runAs) args.push('-i', '-u', String(runAs.uid), '-g', String(runAs.gid), '-D', data);
     args.push('-w', spec.scratchRef, '--', ...spec.argv);
 
-    const env: Record<string, string> = {};
-    for (const name of this.opts.passEnv) {
-      const value = process.env[name];
-      if (value !== undefined) env[name] = value;
-    }
-    Object.assign(env, spec.env, { FERRY_TENANT_DATA: this.tenantData(spec.tenant), FERRY_SCRATCH: spec.scratchRef });
+    // The supervisor's environment is the job's: nothing of Ferry's own (tokens, secrets) is passed on.
+    const env: Record<string, string> = {
+      PATH: JOB_PATH,
+      HOME: spec.scratchRef,
+      ...spec.env,
+      FERRY_TENANT_DATA: data,
+      FERRY_SCRATCH: spec.scratchRef,
+    };
 
     const handle = await this.launch(ref, { program: this.opts.supervisorPath, args, env, cwd: ref });
     // Started means findable: the supervisor writes its pid file once the job runs.
@@ -482,8 +642,14 @@ export class ProcessSubstrate implements Substrate {
     ] as const) {
       for (const name of await readdir(root).catch(() => [] as string[])) {
         if (!name.endsWith('.ferry.json')) continue;
-        const meta = JSON.parse(await readFile(join(root, name), 'utf8')) as ArtifactMeta;
-        out.push({ kind, ref: join(root, name.slice(0, -'.ferry.json'.length)), ...meta });
+        const file = join(root, name);
+        const meta = await readMeta(file);
+        if (meta === null) {
+          // One damaged file (a crash mid-write before writes were atomic, a full disk) must not hide every other artifact.
+          this.opts.warn(`skipped ${file}: it is empty or not valid metadata; remove it, and the ${kind} next to it if it is not needed`);
+          continue;
+        }
+        out.push({ kind, ref: join(root, name.slice(0, -'.ferry.json'.length)), migrationId: meta.migrationId, issue: meta.issue });
       }
     }
     for (const migration of await readdir(this.roots.jobs).catch(() => [] as string[])) {
@@ -624,8 +790,59 @@ function describe(r: RawResult, job: JobFile): StepResult {
   return { exitCode: r.exitCode, signal: r.signal, cause: r.cause, detail };
 }
 
+/** Atomic (temporary file, fsync, rename, fsync of the folder): a crash leaves the old file or the new one, never an empty one. */
 async function writeMeta(ref: string, meta: ArtifactMeta): Promise<void> {
-  await writeFile(`${ref}.ferry.json`, JSON.stringify(meta));
+  const final = `${ref}.ferry.json`;
+  const temp = `${ref}.ferry.json.${process.pid}.tmp`;
+  const file = await open(temp, 'w', 0o600);
+  try {
+    await file.writeFile(JSON.stringify(meta));
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(temp, final);
+  const dir = await open(dirname(final), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+async function readMeta(file: string): Promise<ArtifactMeta | null> {
+  try {
+    const meta = JSON.parse(await readFile(file, 'utf8')) as Partial<ArtifactMeta> | null;
+    if (typeof meta?.migrationId !== 'string' || typeof meta.issue !== 'string') return null;
+    return { migrationId: meta.migrationId, issue: meta.issue };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A NUL byte ends a C string: the job would run another command or environment than the approved
+ * request shows. Refused before anything is created; never silently cut. `=` in a name would move
+ * the name's end the same way.
+ */
+function assertNoNul(spec: StepSpec): void {
+  const bad = (why: string): FerryError =>
+    new FerryError('FERRY_INVALID_REQUEST', `step ${spec.stepName} cannot run: ${why}; remove it from the request and file it again`);
+  spec.argv.forEach((arg, i) => {
+    if (arg.includes('\0')) throw bad(`its argument ${i} holds a NUL byte`);
+  });
+  if (spec.argv.length === 0) throw bad('it has no command');
+  for (const [name, value] of Object.entries(spec.env)) {
+    if (name === '' || name.includes('=') || name.includes('\0')) throw bad(`the environment variable name ${JSON.stringify(name)} is not valid`);
+    if (value.includes('\0')) throw bad(`the value of its environment variable ${name} holds a NUL byte`);
+  }
+}
+
+function assertPlainFolder(path: string, found: { isSymbolicLink(): boolean; isDirectory(): boolean }): void {
+  if (found.isSymbolicLink()) {
+    throw new FerryError('FERRY_INVALID_REQUEST', `the tenant's data folder ${path} is a symbolic link; give the folder's real path as its data`);
+  }
+  if (!found.isDirectory()) throw new FerryError('FERRY_INVALID_REQUEST', `the tenant's data ${path} is not a folder; give a folder as its data`);
 }
 
 function sleep(ms: number): Promise<void> {

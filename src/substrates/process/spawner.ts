@@ -20,11 +20,14 @@ export interface SpawnRequest {
   readonly cwd: string;
 }
 
-/** The spawner ran the request and it failed (fork, chdir or exec): nothing runs. */
+/** EINVAL: the spawner's answer to a request it refuses (a field with a NUL byte, a malformed payload). */
+const EINVAL = 22;
+
+/** The spawner ran the request and it failed (fork, chdir or exec), or the request was refused: nothing runs. */
 export class SpawnFailedError extends Error {
   readonly errno: number;
-  constructor(errno: number) {
-    super(`the spawner could not start the supervisor (errno ${errno})`);
+  constructor(errno: number, message = `the spawner could not start the supervisor (errno ${errno})`) {
+    super(message);
     this.errno = errno;
   }
 }
@@ -94,17 +97,22 @@ export class Spawner {
     return this.child.pid;
   }
 
-  /** Starts a detached supervisor; resolves with its pid and a handle its exit settles. */
+  /**
+   * Starts a detached supervisor; resolves with its pid and a handle its exit settles. A request
+   * with a NUL byte in any string is refused here (SpawnFailedError EINVAL) and never sent: C would
+   * end the string there, and the supervisor would run something other than what was asked.
+   */
   spawn(request: SpawnRequest): Promise<{ pid: number; handle: SupervisorHandle }> {
     if (this.ended) return Promise.reject(new SpawnerUnreachableError());
-    const id = this.nextId++;
-    const fields = [String(id), request.cwd, request.program, String(request.args.length + 1), request.program, ...request.args];
     const env = Object.entries(request.env).map(([k, v]) => `${k}=${v}`);
-    fields.push(String(env.length), ...env);
-    const payload = Buffer.from(fields.map((f) => `${f}\0`).join(''), 'utf8');
-    const frame = Buffer.allocUnsafe(4 + payload.length);
-    frame.writeUInt32LE(payload.length, 0);
-    payload.copy(frame, 4);
+    const fields = [request.cwd, request.program, request.program, ...request.args, ...env];
+    const withNul = fields.findIndex((f) => f.includes('\0'));
+    if (withNul !== -1) {
+      // Which field, never its value: an env value may be a secret.
+      return Promise.reject(new SpawnFailedError(EINVAL, `refusing to start a supervisor: field ${withNul} of the request holds a NUL byte`));
+    }
+    const id = this.nextId++;
+    const frame = encodeRequest(id, request.args.length + 1, env.length, fields);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.busy();
@@ -166,4 +174,26 @@ export class Spawner {
   private idle(): void {
     (this.stdout as Readable & { unref?: () => void }).unref?.();
   }
+}
+
+/**
+ * One request frame (see native/ferry-spawner.c): u32 payload length, then u32 id, u32 argc, u32
+ * envc and every field as a u32 length and its bytes. Lengths, not separators, so no byte inside a
+ * field can shift what the spawner reads.
+ */
+export function encodeRequest(id: number, argc: number, envc: number, fields: readonly string[]): Buffer {
+  const encoded = fields.map((f) => Buffer.from(f, 'utf8'));
+  const payloadLength = 12 + encoded.reduce((sum, b) => sum + 4 + b.length, 0);
+  const frame = Buffer.allocUnsafe(4 + payloadLength);
+  frame.writeUInt32LE(payloadLength, 0);
+  frame.writeUInt32LE(id, 4);
+  frame.writeUInt32LE(argc, 8);
+  frame.writeUInt32LE(envc, 12);
+  let at = 16;
+  for (const bytes of encoded) {
+    frame.writeUInt32LE(bytes.length, at);
+    bytes.copy(frame, at + 4);
+    at += 4 + bytes.length;
+  }
+  return frame;
 }

@@ -1,5 +1,5 @@
 /** A real ProcessSubstrate in a fresh data folder, and what the process substrate's tests share. */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ProcessSubstrate, type ProcessSubstrateOptions } from '../../../src/substrates/process/process-substrate.ts';
 import type { StepSpec } from '../../../src/substrates/substrate.ts';
@@ -16,6 +16,9 @@ export interface Kit {
 
 let counter = 0;
 
+/** The identity the kit's tenant runs as: neither root nor the test's own user. */
+export const KIT_RUN_AS = { uid: 200100, gid: 200100 } as const;
+
 export async function processKit(options: Partial<ProcessSubstrateOptions> = {}): Promise<Kit> {
   const dataDir = tempDir('ferry-process-');
   const substrate = new ProcessSubstrate({ dataDir, ...options });
@@ -30,7 +33,7 @@ export async function processKit(options: Partial<ProcessSubstrateOptions> = {})
       const spec: StepSpec = {
         migrationId,
         issue: 'github:acme/platform#1',
-        tenant: { id: 'shop', steadyState: { cpu: 1000, memory: 256 * 1024 * 1024 }, data: '' },
+        tenant: { id: 'shop', steadyState: { cpu: 1000, memory: 256 * 1024 * 1024 }, data: '', runAs: KIT_RUN_AS, allowRoot: false },
         attempt: 1,
         stepIndex: 0,
         stepName: 'test',
@@ -54,10 +57,50 @@ export async function processKit(options: Partial<ProcessSubstrateOptions> = {})
   };
 }
 
-/** The pids a started job recorded: supervisor and job. */
+/**
+ * The pids a started job recorded: supervisor and job. When the job is confined, the recorded "job"
+ * is the init of its PID namespace (SIGKILL to it ends all of the job); `jobProcess` finds the job.
+ */
 export function pidsOf(ref: string): { supervisor: number; job: number } {
   const [supervisor, , job] = readFileSync(join(ref, 'pid'), 'utf8').trim().split(' ');
   return { supervisor: Number(supervisor), job: Number(job) };
+}
+
+/** The job's own process: the recorded pid when it runs unconfined, else the child of its namespace's init. */
+export function jobProcess(ref: string): number {
+  const { job } = pidsOf(ref);
+  if (!readFileSync(`/proc/${job}/cmdline`, 'utf8').startsWith('ferry-init')) return job;
+  const child = childrenOf(job)[0];
+  if (child === undefined) throw new Error(`the init ${job} of ${ref} has no child`);
+  return child;
+}
+
+export function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** Live processes (not zombies) whose command line contains `marker`. */
+export function processesWith(marker: string): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(marker) && isRunning(Number(name))) out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
 }
 
 export function isRunning(pid: number): boolean {

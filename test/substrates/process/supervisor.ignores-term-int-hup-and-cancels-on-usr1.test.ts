@@ -8,7 +8,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { waitFor } from '../../support/harness.ts';
-import { pidsOf, processKit, sigBit, signalMask, signalsTaken } from './process-kit.ts';
+import { jobProcess, pidsOf, processKit, sigBit, signalMask, signalsTaken } from './process-kit.ts';
 
 const WAIT_FOR_GO = ['sh', '-c', ': > "$FERRY_SCRATCH/ready"; while [ ! -e "$FERRY_SCRATCH/go" ]; do sleep 0.02; done; echo done'];
 const STOP_SIGNALS = sigBit(1) | sigBit(2) | sigBit(15);
@@ -20,12 +20,13 @@ void test('SIGTERM, SIGINT and SIGHUP to the supervisor leave the job running to
     await kit.substrate.createScratch(spec.scratchRef, spec);
     await kit.substrate.start(spec, ref);
     const watched = kit.substrate.watch(ref, () => undefined);
-    const { supervisor, job } = pidsOf(ref);
+    const { supervisor } = pidsOf(ref);
     for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.kill(supervisor, sig);
     // Taken (a cancel, before the fix), or held blocked for good: either way nothing else is coming.
     await signalsTaken(supervisor, STOP_SIGNALS);
     // The job itself must still be stoppable with SIGTERM: dispositions and masks survive exec.
     await waitFor('the job to run', () => existsSync(join(spec.scratchRef, 'ready')));
+    const job = jobProcess(ref);
     assert.equal((signalMask(job, 'SigIgn') | signalMask(job, 'SigBlk')) & STOP_SIGNALS, 0n, 'the job inherited an ignored or blocked stop signal');
     writeFileSync(join(spec.scratchRef, 'go'), '');
     const result = await watched;
