@@ -21,7 +21,7 @@ import { folderDataProblem, volumeDataProblem } from '../core/tenant-data.ts';
 import type { IssueDefaults } from '../core/issue-ref.ts';
 import type { FailureCause, MigrationState, RecoveryAction, Resources, Step, Tenant, Verdict } from '../core/types.ts';
 import type { ArtifactRecord, AttemptRecord, MigrationRecord, TenantRecord } from '../store/records.ts';
-import type { Store } from '../store/store.ts';
+import type { MigrationPatch, Store, TransitionEvent } from '../store/store.ts';
 import type { ArtifactKind, StepResult, StepSpec, Substrate } from '../substrates/substrate.ts';
 import { runGate, type GateLimits } from './gate.ts';
 import { RunnerMetrics } from './metrics.ts';
@@ -266,13 +266,13 @@ export class Runner {
     await this.refuseOnClosedIssue(m.issue, 'approve');
     // The gate runs before the approval is recorded, so both moves commit together.
     const verdict = await runGate(this.store, this.gateLimits, m.tenant, m.peak, this.now());
-    const approved = { to: 'approved' as const, event: { actor: actor.name, kind: 'approve' } };
+    const approved = { event: { actor: actor.name, kind: 'approve' } as const };
     if (!verdict.ok) {
       for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'gate', code: r.code });
       await this.store.transitions({
         id,
         from: 'filed',
-        moves: [approved, { to: 'rejected', patch: { verdict }, event: { actor: SYSTEM, kind: 'reject', reason: describeRejection(verdict), detail: { verdict } } }],
+        moves: [approved, { patch: { verdict }, event: { actor: SYSTEM, kind: 'reject', reason: describeRejection(verdict), detail: { verdict } } }],
         now: this.now(),
       });
       this.metrics.transitions.inc({ to: 'rejected' });
@@ -281,7 +281,7 @@ export class Runner {
     const queued = await this.store.transitions({
       id,
       from: 'filed',
-      moves: [approved, { to: 'queued', patch: { verdict }, event: { actor: SYSTEM, kind: 'gate-pass', detail: { verdict } } }],
+      moves: [approved, { patch: { verdict }, event: { actor: SYSTEM, kind: 'gate-pass', detail: { verdict } } }],
       now: this.now(),
     });
     this.metrics.transitions.inc({ to: 'queued' });
@@ -311,10 +311,7 @@ export class Runner {
       hasWipeStep: m.request.wipe !== undefined,
       stepNames: m.request.steps.map((s) => s.name),
     });
-    if (plan.action === 'accept-partial' || plan.action === 'abandon') {
-      const to: MigrationState = plan.action === 'abandon' ? 'abandoned' : 'accepted-partial';
-      return this.move(m, 'held', to, { actor: actor.name, kind: action, reason });
-    }
+    if (plan.action === 'accept-partial' || plan.action === 'abandon') return this.move(m, { actor: actor.name, kind: plan.action, reason });
     // Re-admission: the tenant's steady-state may have shrunk since the last attempt.
     const verdict = await runGate(this.store, this.gateLimits, m.tenant, m.peak, this.now());
     if (!verdict.ok) {
@@ -331,7 +328,7 @@ export class Runner {
     if (next === null) throw new FerryError('FERRY_INTERNAL', `unhandled action ${action}`);
     // After a wipe, the old checkpoint points into data that no longer exists: forget it.
     const patch = plan.action === 'wipe-and-retry' ? { next, verdict, checkpoint: null, progress: null } : { next, verdict };
-    const queued = await this.move(m, 'held', 'queued', { actor: actor.name, kind: action, reason, detail: { next } }, patch);
+    const queued = await this.move(m, { actor: actor.name, kind: action, reason, detail: { next } }, patch);
     this.queuedAt.set(id, performance.now());
     this.poke();
     return queued;
@@ -360,7 +357,7 @@ export class Runner {
         continue;
       }
       try {
-        return await this.move(m, m.state, 'cancelled', { actor: actor.name, kind: 'cancel', reason });
+        return await this.move(m, { actor: actor.name, kind: 'cancel', reason });
       } catch (err) {
         // Lost a race with the scheduler (queued → running): look again.
         if (err instanceof FerryError && err.code === 'FERRY_CONFLICT' && tries < 5) continue;
@@ -492,8 +489,8 @@ export class Runner {
     if (!verdict.ok) {
       for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'gate', code: r.code });
       // Never ran: rejected. Ran before: back to held with the gate's reasons, data as it is.
-      if (m.attempts === 0) await this.move(m, 'queued', 'rejected', { actor: SYSTEM, kind: 'reject', reason: describeRejection(verdict), detail: { verdict } }, { verdict });
-      else await this.move(m, 'queued', 'held', { actor: SYSTEM, kind: 'refuse', reason: describeRejection(verdict), detail: { verdict } }, { verdict, heldCause: 'gate', heldDetail: describeRejection(verdict) });
+      if (m.attempts === 0) await this.move(m, { actor: SYSTEM, kind: 'reject', reason: describeRejection(verdict), detail: { verdict } }, { verdict });
+      else await this.move(m, { actor: SYSTEM, kind: 'refuse', reason: describeRejection(verdict), detail: { verdict } }, { verdict, heldCause: 'gate', heldDetail: describeRejection(verdict) });
       return;
     }
     const tenant = await this.tenantOf(m);
@@ -520,7 +517,7 @@ export class Runner {
         limitsEnforced: this.substrate.limits().enforced,
         isolated: this.substrate.isolation().isolated,
         verdict,
-        event: { actor: SYSTEM, kind: 'start', reason: `attempt ${number} from step ${fromStep < 0 ? 'wipe' : fromStep + 1}`, detail: { verdict } },
+        event: { actor: SYSTEM, reason: `attempt ${number} from step ${fromStep < 0 ? 'wipe' : fromStep + 1}`, detail: { verdict } },
         now,
         firstJob: { step: fromStep, ref: firstJob },
         artifacts,
@@ -659,7 +656,6 @@ export class Runner {
     await this.untilStored(`success of ${m.id}`, () => this.store.finishAttempt({
       id: m.id,
       number: attempt.number,
-      to: 'succeeded',
       attempt: { exitCode: 0, cause: null, detail: 'all steps succeeded' },
       patch: { next: null },
       event: { actor: SYSTEM, kind: 'succeed', reason: `attempt ${attempt.number}: all steps succeeded` },
@@ -709,7 +705,6 @@ export class Runner {
     const record = () => this.store.finishAttempt({
       id: m.id,
       number,
-      to: cancelled ? 'cancelled' : 'held',
       attempt: { exitCode: result.exitCode, signal: result.signal, cause: result.cause, detail: `${where}: ${result.detail}` },
       patch: cancelled ? { next: null } : { failedStep: stepIndex, heldCause: result.cause as FailureCause, heldDetail: `${where} ${result.detail}`, next: null },
       event: cancelled
@@ -741,16 +736,14 @@ export class Runner {
 
   // ── helpers ──────────────────────────────────────────────────────────────
 
-  private async move(
-    m: MigrationRecord,
-    from: MigrationState,
-    to: MigrationState,
-    event: { actor: string; kind: string; reason?: string; detail?: unknown },
-    patch: Parameters<Store['transition']>[0]['patch'] = {},
-  ): Promise<MigrationRecord> {
-    const next = await this.store.transition({ id: m.id, from, to, patch, event, now: this.now() });
-    this.metrics.transitions.inc({ to });
-    if (from === 'queued') this.queuedAt.delete(m.id);
+  /**
+   * Move `m` by a lifecycle event from the state it was read in: the transition table decides where
+   * it leads (and refuses an illegal one), the store's compare-and-set that nobody moved it meanwhile.
+   */
+  private async move(m: MigrationRecord, event: TransitionEvent, patch: MigrationPatch = {}): Promise<MigrationRecord> {
+    const next = await this.store.transition({ id: m.id, from: m.state, patch, event, now: this.now() });
+    this.metrics.transitions.inc({ to: next.state });
+    if (m.state === 'queued') this.queuedAt.delete(m.id);
     return next;
   }
 }

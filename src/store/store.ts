@@ -5,6 +5,7 @@
  */
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import { FerryError } from '../core/errors.ts';
+import { transition, type LifecycleEvent } from '../core/lifecycle.ts';
 import type { FailureCause, Identity, MigrationRequest, MigrationState, Resources, Verdict } from '../core/types.ts';
 import type { SqlDialect } from './dialect.ts';
 import type {
@@ -25,6 +26,11 @@ export interface EventInput {
   readonly kind: string;
   readonly reason?: string | null | undefined;
   readonly detail?: unknown;
+}
+
+/** The event of a state change: its kind is a lifecycle event, and the transition table decides where it leads. */
+export interface TransitionEvent extends EventInput {
+  readonly kind: LifecycleEvent;
 }
 
 /** Fields of a migration a transition may change alongside its state. */
@@ -278,10 +284,10 @@ export class Store {
    * FERRY_TENANT_BUSY when the move would give its tenant a second holder.
    */
   async transition(
-    args: { id: string; from: MigrationState | readonly MigrationState[]; to: MigrationState; patch?: MigrationPatch; event: EventInput; now: Date },
+    args: { id: string; from: MigrationState | readonly MigrationState[]; patch?: MigrationPatch; event: TransitionEvent; now: Date },
     inTrx?: (trx: Transaction<Database>, m: MigrationRecord) => Promise<void>,
   ): Promise<MigrationRecord> {
-    return this.transitions({ id: args.id, from: args.from, moves: [{ to: args.to, patch: args.patch, event: args.event }], now: args.now }, inTrx);
+    return this.transitions({ id: args.id, from: args.from, moves: [{ patch: args.patch, event: args.event }], now: args.now }, inTrx);
   }
 
   /**
@@ -292,7 +298,7 @@ export class Store {
     args: {
       id: string;
       from: MigrationState | readonly MigrationState[];
-      moves: ReadonlyArray<{ to: MigrationState; patch?: MigrationPatch | undefined; event: EventInput }>;
+      moves: ReadonlyArray<{ patch?: MigrationPatch | undefined; event: TransitionEvent }>;
       now: Date;
     },
     inTrx?: (trx: Transaction<Database>, m: MigrationRecord) => Promise<void>,
@@ -306,23 +312,26 @@ export class Store {
         let froms = typeof args.from === 'string' ? [args.from] : [...args.from];
         let state = current.state as MigrationState;
         for (const move of args.moves) {
+          const conflict = () =>
+            new FerryError('FERRY_CONFLICT', `migration ${args.id} is ${state}, not ${froms.join(' or ')}; it changed meanwhile, reload it and decide again`, {
+              id: args.id,
+              state,
+              expected: froms,
+            });
+          if (!froms.includes(state)) throw conflict();
+          // The one transition table decides where the event leads, and refuses an illegal one.
+          const to = transition(state, move.event.kind);
           const result = await trx
             .updateTable('migrations')
-            .set({ state: move.to, updated_at: at, ...patchColumns(move.patch ?? {}) })
+            .set({ state: to, updated_at: at, ...patchColumns(move.patch ?? {}) })
             .where('id', '=', args.id)
-            .where('state', 'in', froms)
+            .where('state', '=', state)
             .executeTakeFirst();
-          if (Number(result.numUpdatedRows) !== 1) {
-            throw new FerryError(
-              'FERRY_CONFLICT',
-              `migration ${args.id} is ${state}, not ${froms.join(' or ')}; it changed meanwhile, reload it and decide again`,
-              { id: args.id, state, expected: froms },
-            );
-          }
-          await insertEvent(trx, args.id, state, move.to, move.event, at);
+          if (Number(result.numUpdatedRows) !== 1) throw conflict();
+          await insertEvent(trx, args.id, state, to, move.event, at);
           heard.push({ from: state, event: move.event });
-          state = move.to;
-          froms = [move.to];
+          state = to;
+          froms = [to];
         }
         const updated = migrationRecord(await trx.selectFrom('migrations').selectAll().where('id', '=', args.id).executeTakeFirstOrThrow());
         if (inTrx) await inTrx(trx, updated);
@@ -355,7 +364,8 @@ export class Store {
     limitsEnforced: boolean;
     isolated: boolean;
     verdict: Verdict;
-    event: EventInput;
+    /** Its reason and detail; the kind is always `start`. */
+    event: Omit<EventInput, 'kind'>;
     now: Date;
     /** The first step's job, recorded on the attempt before it is started. */
     firstJob?: { step: number; ref: string };
@@ -367,9 +377,8 @@ export class Store {
       {
         id: args.id,
         from: 'queued',
-        to: 'running',
         patch: { attempts: args.number, limitsEnforced: args.limitsEnforced, isolated: args.isolated, verdict: args.verdict, heldCause: null, heldDetail: null, failedStep: null, progress: null },
-        event: args.event,
+        event: { ...args.event, kind: 'start' },
         now: args.now,
       },
       async (trx, m) => {
@@ -437,16 +446,16 @@ export class Store {
   }
 
   /** End attempt `number` and move its migration out of `running`, in one transaction. */
+  /** End the running attempt: its event (`succeed`, `fail`, `cancel`) decides the migration's next state. */
   async finishAttempt(args: {
     id: string;
     number: number;
-    to: MigrationState;
     attempt: AttemptPatch;
     patch?: MigrationPatch;
-    event: EventInput;
+    event: TransitionEvent;
     now: Date;
   }): Promise<MigrationRecord> {
-    return this.transition({ id: args.id, from: 'running', to: args.to, patch: args.patch ?? {}, event: args.event, now: args.now }, async (trx) => {
+    return this.transition({ id: args.id, from: 'running', patch: args.patch ?? {}, event: args.event, now: args.now }, async (trx) => {
       await trx
         .updateTable('attempts')
         .set(attemptColumns({ ...args.attempt, endedAt: args.now.toISOString() }))

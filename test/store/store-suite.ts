@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, test, type TestContext } from 'node:test';
 import { admit } from '../../src/core/admission.ts';
 import { FerryError, type ErrorCode } from '../../src/core/errors.ts';
+import { TRANSITIONS, type LifecycleEvent } from '../../src/core/lifecycle.ts';
 import type { MigrationRequest, MigrationState, Resources, Verdict } from '../../src/core/types.ts';
 import type { MigrationRecord } from '../../src/store/records.ts';
 import type { Store } from '../../src/store/store.ts';
@@ -47,6 +48,13 @@ function request(tenant: string, issue: string): MigrationRequest {
     snapshot: 'auto',
     env: { SOURCE: 'old' },
   };
+}
+
+/** The lifecycle event that moves `from` to `to` (the store derives `to` from the event). */
+function eventFor(from: MigrationState, to: MigrationState): LifecycleEvent {
+  const row = TRANSITIONS.find((r) => r.from === from && r.to === to);
+  // An illegal pair is tested with some event the table refuses from `from`.
+  return row?.event ?? (to === 'rejected' ? 'reject' : 'approve');
 }
 
 /** Assert that `promise` rejects with a FerryError of `code`. */
@@ -92,7 +100,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
         );
       }
       async function move(id: string, from: MigrationState, to: MigrationState, patch = {}): Promise<MigrationRecord> {
-        return store.transition({ id, from, to, patch, event: { actor: 'bob', kind: `${from}->${to}` }, now: now() });
+        return store.transition({ id, from, patch, event: { actor: 'bob', kind: eventFor(from, to) }, now: now() });
       }
       async function queue(id: string): Promise<MigrationRecord> {
         await move(id, 'filed', 'approved');
@@ -108,7 +116,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
           limitsEnforced: true,
           isolated: true,
           verdict: verdict(m.tenant),
-          event: { actor: 'ferry', kind: 'start', reason: `attempt ${number}` },
+          event: { actor: 'ferry', reason: `attempt ${number}` },
           now: now(),
         });
         return started.migration;
@@ -117,7 +125,6 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
         return store.finishAttempt({
           id,
           number,
-          to: 'held',
           attempt: { exitCode: 3, signal: null, cause: 'exit-code', detail: 'step 1 (copy): exited with code 3' },
           patch: { failedStep: 0, heldCause: 'exit-code', heldDetail: 'step 1 (copy) exited with code 3', next: null },
           event: { actor: 'ferry', kind: 'fail', reason: 'step 1 failed' },
@@ -292,7 +299,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       await s.tenant('shop');
       const m = await s.file('m-a-00000001', 'shop');
       await s.move(m.id, 'filed', 'approved');
-      const cancelled = await s.store.transition({ id: m.id, from: ['filed', 'approved', 'queued'], to: 'cancelled', event: { actor: 'bob', kind: 'cancel' }, now: s.now() });
+      const cancelled = await s.store.transition({ id: m.id, from: ['filed', 'approved', 'queued'], event: { actor: 'bob', kind: 'cancel' }, now: s.now() });
       assert.equal(cancelled.state, 'cancelled');
       const last = (await s.store.listEvents(m.id)).at(-1);
       assert.equal(last?.from, 'approved');
@@ -311,7 +318,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       await s.tenant('shop');
       const m = await s.file('m-a-00000001', 'shop');
       await assert.rejects(
-        s.store.transition({ id: m.id, from: 'filed', to: 'approved', event: { actor: 'bob', kind: 'approve' }, now: s.now() }, async () => {
+        s.store.transition({ id: m.id, from: 'filed', event: { actor: 'bob', kind: 'approve' }, now: s.now() }, async () => {
           throw new Error('boom inside the transaction');
         }),
         /boom inside the transaction/,
@@ -419,7 +426,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
         await s.tenant('shop');
         await s.running('m-a-00000001', 'shop');
         if (terminal === 'succeeded') {
-          await s.store.finishAttempt({ id: 'm-a-00000001', number: 1, to: 'succeeded', attempt: { exitCode: 0, cause: null }, event: { actor: 'ferry', kind: 'succeed' }, now: s.now() });
+          await s.store.finishAttempt({ id: 'm-a-00000001', number: 1, attempt: { exitCode: 0, cause: null }, event: { actor: 'ferry', kind: 'succeed' }, now: s.now() });
         } else {
           await s.fail('m-a-00000001', 1);
           await s.move('m-a-00000001', 'held', terminal);
@@ -591,6 +598,18 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
 
     // ── events ──
 
+    void test('the transition table decides: an event the table does not allow from the state is refused, naming both', async (t) => {
+      const s = await setup(t);
+      if (!s) return;
+      await s.tenant('shop');
+      const m = await s.file('m-a-00000001', 'shop');
+      const before = await s.store.listEvents(m.id);
+      const err = await rejectsWith(s.store.transition({ id: m.id, from: 'filed', event: { actor: 'bob', kind: 'resume' }, now: s.now() }), 'FERRY_WRONG_STATE');
+      assert.match(err.message, /the migration is filed; resume is allowed only from held/);
+      assert.equal((await s.store.requireMigration(m.id)).state, 'filed');
+      assert.deepEqual(await s.store.listEvents(m.id), before, 'no event written');
+    });
+
     void test('events are append-only and ordered: later changes never rewrite earlier events', async (t) => {
       const s = await setup(t);
       if (!s) return;
@@ -610,8 +629,8 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
         events.map((e) => [e.kind, e.from, e.to]),
         [
           ['file', null, 'filed'],
-          ['filed->approved', 'filed', 'approved'],
-          ['approved->queued', 'approved', 'queued'],
+          ['approve', 'filed', 'approved'],
+          ['gate-pass', 'approved', 'queued'],
           ['start', 'queued', 'running'],
           ['note', 'running', 'running'],
           ['fail', 'running', 'held'],
@@ -644,7 +663,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
         throw new Error('a listener failing');
       });
 
-      await s.store.transition({ id: m.id, from: 'filed', to: 'approved', event: { actor: 'bob', kind: 'approve' }, now: s.now() }, async () => {
+      await s.store.transition({ id: m.id, from: 'filed', event: { actor: 'bob', kind: 'approve' }, now: s.now() }, async () => {
         order.push('in-transaction');
       });
       assert.deepEqual(order, ['in-transaction', 'listener']);
@@ -655,7 +674,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       // Lost compare-and-set, failing in-transaction work: no call.
       await rejectsWith(s.move(m.id, 'filed', 'approved'), 'FERRY_CONFLICT');
       await assert.rejects(
-        s.store.transition({ id: m.id, from: 'approved', to: 'queued', event: { actor: 'bob', kind: 'gate-pass' }, now: s.now() }, async () => {
+        s.store.transition({ id: m.id, from: 'approved', event: { actor: 'bob', kind: 'gate-pass' }, now: s.now() }, async () => {
           throw new Error('rolled back');
         }),
       );
