@@ -34,7 +34,7 @@ export interface FerryService {
   stop(): Promise<void>;
 }
 
-export async function createSubstrate(config: FerryConfig): Promise<Substrate> {
+export async function createSubstrate(config: FerryConfig, log: LogFn = consoleLog): Promise<Substrate> {
   if (config.substrate === 'container') {
     const { ContainerSubstrate } = await import('./substrates/container/container-substrate.ts');
     return new ContainerSubstrate({
@@ -51,6 +51,7 @@ export async function createSubstrate(config: FerryConfig): Promise<Substrate> {
     cgroups: config.cgroups,
     isolation: config.isolation,
     logLimit: config.logLimit,
+    warn: (msg) => log('warn', msg),
   });
 }
 
@@ -83,7 +84,7 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog)
   let runner: Runner | null = null;
   let app: FastifyInstance | null = null;
   try {
-    substrate = await createSubstrate(config);
+    substrate = await createSubstrate(config, log);
     await substrate.init();
     runner = new Runner({
       store,

@@ -105,6 +105,8 @@ export function parseMigrationRequest(input: unknown, defaults?: IssueDefaults):
   const doc = validate(requestSchema, input, 'migration request');
   const peak = toResources(doc.peak, 'peak');
   requirePositive(peak, 'peak', 'migration request');
+  // A confined process job runs under a small init inside its PID namespace, which counts too.
+  if (Object.hasOwn(peak, 'pids') && (peak.pids as number) < 2) throw fieldError('peak.pids', 'must be at least 2 (the job and the init that ends everything it starts)');
   const secretEnv = Object.entries(doc.env ?? {})
     .filter(([, v]) => typeof v !== 'string')
     .map(([k]) => k);

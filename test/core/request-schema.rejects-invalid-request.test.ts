@@ -177,3 +177,8 @@ void test('a tenant: zero steady-state, root runAs and unknown fields are refuse
   assert.deepEqual(tenantProblems({ steadyState: { cpu: 1, memory: 1 }, runAs: { uid: 1000, gid: 1000, user: 'x' } }), ['runAs']);
   assert.deepEqual(tenantProblems({ steadyState: { cpu: 1, memory: 1 }, data: '/srv/x\0' }), ['data']);
 });
+
+void test('a pids peak below 2 is refused: the job shares it with its init', () => {
+  assert.deepEqual(paths(problemsOf({ ...valid, peak: { ...valid.peak, pids: 1 } })), ['peak.pids']);
+  assert.equal(parseMigrationRequest({ ...valid, peak: { ...valid.peak, pids: 2 } }).peak.pids, 2);
+});

@@ -2,7 +2,7 @@
  * What the shared lifecycle suite needs to know about a substrate: how to start Ferry on it, how
  * to read and write a tenant's data from outside, and what it would leave behind.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RawOptions } from '../../src/config.ts';
 import type { Ferry } from '../support/harness.ts';
@@ -40,8 +40,12 @@ export const processKit: SubstrateKit = {
     return existsSync(p) ? readFileSync(p, 'utf8') : null;
   },
   async writeTenantFile(ferry, tenantId, name, content) {
-    mkdirSync(join(ferry.dataDir, 'tenants', tenantId), { recursive: true });
-    writeFileSync(join(ferry.dataDir, 'tenants', tenantId, name), content);
+    // As the tenant's service would: the file belongs to the tenant's identity, so its jobs may change it.
+    const { uid, gid } = (await ferry.api('GET', `/v1/tenants/${tenantId}`)).body.runAs as { uid: number; gid: number };
+    const dir = join(ferry.dataDir, 'tenants', tenantId);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, name), content);
+    chownSync(join(dir, name), uid, gid);
   },
   async listTenantFiles(ferry, tenantId) {
     const dir = join(ferry.dataDir, 'tenants', tenantId);
