@@ -27,11 +27,11 @@ export function folderDataProblem(data: string, ctx: TenantDataContext): string 
   }
   if (data !== ctx.defaultData) {
     for (const own of ctx.ferryPaths) {
-      if (overlaps(data, own)) return `${data} overlaps Ferry's own state at ${own}; keep tenant data outside it (or omit data for the default folder)`;
+      if (overlaps(data, own)) return `${data} overlaps Ferry's own state (${own}); keep tenant data outside it (or omit data for the default folder)`;
     }
   }
   for (const other of ctx.others) {
-    if (other.data.startsWith('/') && overlaps(data, other.data)) return `${data} overlaps tenant ${other.id}'s data at ${other.data}; give each tenant a folder of its own`;
+    if (other.data.startsWith('/') && overlaps(data, other.data)) return `${data} overlaps tenant ${other.id}'s data (${other.data}); give each tenant a folder of its own`;
   }
   return null;
 }

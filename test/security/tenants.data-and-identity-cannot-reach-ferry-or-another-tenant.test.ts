@@ -87,7 +87,7 @@ void test('data and runAs of a tenant with a held migration cannot change, so a 
   assert.equal((await f.api('POST', `/v1/migrations/${filed.body.id}/actions`, { action: 'wipe-and-retry', reason: 'again' })).status, 200);
   await waitFor('held again', async () => {
     const m = (await f.api('GET', `/v1/migrations/${filed.body.id}`)).body;
-    return m.state === 'held' && m.attempts === 2;
+    return m.state === 'held' && m.attempts.length === 2;
   });
   assert.deepEqual(readdirSync(victim), ['precious']);
 });
