@@ -95,7 +95,8 @@ for (const kind of TRACKER_KINDS) {
       'Log tail:',
       'indexing',
       'ERROR: disk full',
-      '| `/ferry wipe-and-retry <reason>` | not available: no snapshot and no wipe step |',
+      // The tenant's folder exists from its registration on (it is handed to the tenant), so `auto` took a snapshot.
+      /^\| `\/ferry wipe-and-retry <reason>` \| restores the snapshot taken at \S+ and reruns from step 1 \|$/,
       '| `/ferry resume <reason>` | reruns from step 2 (index) with checkpoint "42" |',
       '| `/ferry accept-partial <reason>` | ends the migration as accepted-partial and keeps the tenant data as it is |',
       '| `/ferry abandon <reason>` | ends the migration as abandoned and keeps the tenant data as it is |',
