@@ -1,7 +1,7 @@
 /** The container substrate for the shared lifecycle suite: real Podman through its Docker API socket. */
 import { execFileSync } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Ferry } from '../support/harness.ts';
 import type { SubstrateKit } from './substrate-kit.ts';
@@ -65,7 +65,13 @@ export const containerKit: SubstrateKit = {
   },
   async writeTenantFile(ferry, tenantId, name, content) {
     await containerKit.prepareTenant(ferry, tenantId);
-    writeFileSync(join(mountpoint(ferry, tenantId), name), content);
+    const root = mountpoint(ferry, tenantId);
+    const file = join(root, name);
+    writeFileSync(file, content);
+    // As the tenant would have written it: jobs run as the tenant's identity, which owns the
+    // volume once registration handed it over, and must be able to change the file.
+    const owner = statSync(root);
+    chownSync(file, owner.uid, owner.gid);
   },
   async listTenantFiles(ferry, tenantId) {
     return readdirSync(mountpoint(ferry, tenantId)).sort();

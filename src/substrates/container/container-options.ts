@@ -33,6 +33,16 @@ export interface ContainerSubstrateOptions {
   readonly stopGraceSeconds?: number | undefined;
   /** How long init() waits for the engine to answer a ping, in ms. Default: 5000. */
   readonly pingTimeoutMs?: number | undefined;
+  /**
+   * `HostConfig.PidsLimit` of a job whose peak declares no `pids`: every job gets a pids limit, so a
+   * fork bomb stays inside its container. Default: 1024.
+   */
+  readonly defaultPidsLimit?: number | undefined;
+  /**
+   * Most bytes one step appends to the attempt log: the first half as they come, then the last half
+   * (see job-log.ts). Default: 64 MiB.
+   */
+  readonly logLimit?: number | undefined;
 }
 
 export interface ContainerSubstrateConfig {
@@ -43,7 +53,14 @@ export interface ContainerSubstrateConfig {
   readonly cgroupParent: string | null;
   readonly stopGraceSeconds: number;
   readonly pingTimeoutMs: number;
+  readonly defaultPidsLimit: number;
+  readonly logLimit: number;
 }
+
+export const DEFAULT_PIDS_LIMIT = 1024;
+export const DEFAULT_LOG_LIMIT = 64 * 1024 * 1024;
+/** Smallest logLimit: a head and a tail of 512 bytes each still say something. */
+export const MIN_LOG_LIMIT = 1024;
 
 /**
  * Resolve raw options. `env` is passed in (default `process.env`) so that this is the one place
@@ -60,6 +77,14 @@ export function resolveContainerOptions(
   if (!Number.isInteger(stopGraceSeconds) || stopGraceSeconds < 0) {
     throw new FerryError('FERRY_BAD_REQUEST', `container substrate: stopGraceSeconds must be a whole number >= 0, got ${String(raw.stopGraceSeconds)}`);
   }
+  const defaultPidsLimit = raw.defaultPidsLimit ?? DEFAULT_PIDS_LIMIT;
+  if (!Number.isInteger(defaultPidsLimit) || defaultPidsLimit < 1) {
+    throw new FerryError('FERRY_BAD_REQUEST', `container substrate: defaultPidsLimit must be a whole number >= 1, got ${String(raw.defaultPidsLimit)}`);
+  }
+  const logLimit = raw.logLimit ?? DEFAULT_LOG_LIMIT;
+  if (!Number.isInteger(logLimit) || logLimit < MIN_LOG_LIMIT) {
+    throw new FerryError('FERRY_BAD_REQUEST', `container substrate: logLimit must be a whole number of bytes >= ${MIN_LOG_LIMIT}, got ${String(raw.logLimit)}`);
+  }
   return Object.freeze({
     socketPath: raw.socketPath ?? socketFromDockerHost(env['DOCKER_HOST']) ?? DEFAULT_SOCKET_PATH,
     dataDir: raw.dataDir,
@@ -68,6 +93,8 @@ export function resolveContainerOptions(
     cgroupParent: raw.cgroupParent ?? null,
     stopGraceSeconds,
     pingTimeoutMs: raw.pingTimeoutMs ?? 5000,
+    defaultPidsLimit,
+    logLimit,
   });
 }
 

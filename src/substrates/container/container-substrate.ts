@@ -13,20 +13,30 @@
  *   re-attach needs is on the container itself (labels `ferry.log-path`, `ferry.log-start`,
  *   `ferry.timeout-ms`; start time from the engine), so `watch(ref)` works from a fresh process.
  * - stop intents (cancel, deadline): small marker files under `dataDir` (see stop-markers.ts).
+ *
+ * Confinement (issue #8): a job runs as its tenant's identity (`User: uid:gid` from
+ * `tenant.runAs`) with all capabilities dropped, `no-new-privileges` and a pids limit; only the
+ * tenant volume and its scratch are mounted (never the engine's socket), and its environment is
+ * the job contract's variables and the request's `env`, nothing of Ferry's. A tenant with
+ * `allowRoot` runs as 0:0 with the engine's default capabilities, still without new privileges
+ * and with the pids limit. Tenant data is handed over to the identity by `adoptTenantData`;
+ * scratch is made the identity's (mode 0700) when it is created. Helper containers (copy, chown)
+ * run as root with only the capabilities their command needs, no network, no new privileges.
  */
 import Docker from 'dockerode';
 import { statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { FerryError } from '../../core/errors.ts';
-import type { Resources, Tenant } from '../../core/types.ts';
+import type { Identity, Resources, Tenant } from '../../core/types.ts';
 import { jobLabels } from '../substrate.ts';
-import type { ArtifactKind, LabelledObject, LimitsSupport, StepResult, StepSpec, Substrate } from '../substrate.ts';
+import type { ArtifactKind, IsolationSupport, LabelledObject, LimitsSupport, StepResult, StepSpec, Substrate } from '../substrate.ts';
 import { resolveContainerOptions } from './container-options.ts';
 import type { ContainerSubstrateConfig, ContainerSubstrateOptions } from './container-options.ts';
 import { stepResultOf } from './container-result.ts';
 import { engineMessage, isNotFound, isNotModified } from './engine-errors.ts';
 import { FrameDemuxer, JobLog } from './job-log.ts';
+import type { JobLogBound } from './job-log.ts';
 import { StopMarkers } from './stop-markers.ts';
 
 export type { ContainerSubstrateOptions } from './container-options.ts';
@@ -39,9 +49,21 @@ const ROLE = 'ferry.role';
 const LABEL_LOG_PATH = 'ferry.log-path';
 const LABEL_LOG_START = 'ferry.log-start';
 const LABEL_TIMEOUT_MS = 'ferry.timeout-ms';
+const LABEL_LOG_LIMIT = 'ferry.log-limit';
 
-/** Roles of Ferry's containers: a step's job, or a snapshot/restore copy helper. Both are removed as kind `job`. */
-const JOB_ROLES: ReadonlySet<string> = new Set(['migration', 'snapshot-helper']);
+/**
+ * Roles of Ferry's containers: a step's job, a snapshot/restore copy helper, or a volume helper
+ * (ownership of scratch and tenant data). All are removed as kind `job`.
+ */
+const JOB_ROLES: ReadonlySet<string> = new Set(['migration', 'snapshot-helper', 'volume-helper']);
+
+/** What the engine accepts as a named volume: anything else (a host path, a socket) is refused. */
+const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+/** Helpers run one short command; they never need many processes. */
+const HELPER_PIDS_LIMIT = 64;
+
+const NO_NEW_PRIVILEGES = 'no-new-privileges';
 
 /** Grace for the log stream to drain after the container has exited. */
 const LOG_DRAIN_MS = 2000;
@@ -94,7 +116,21 @@ export class ContainerSubstrate implements Substrate {
   }
 
   limits(): LimitsSupport {
-    return { enforced: true, detail: 'docker engine API: memory + cpu quota' };
+    return { enforced: true, detail: 'docker engine API: memory + cpu quota + pids limit' };
+  }
+
+  isolation(): IsolationSupport {
+    return {
+      isolated: true,
+      detail:
+        `containers run as their tenant's uid:gid with all capabilities dropped, no-new-privileges and a pids limit (the peak's pids, else ${this.#config.defaultPidsLimit}); ` +
+        'only the tenant volume and the scratch are mounted, never the engine socket; the environment is the job contract and the request env only; ' +
+        'a tenant with allowRoot runs as root with the engine default capabilities, still without new privileges',
+    };
+  }
+
+  enforcedDimensions(): readonly string[] {
+    return ['cpu', 'memory', 'pids'];
   }
 
   tenantData(tenant: Tenant): string {
@@ -102,7 +138,25 @@ export class ContainerSubstrate implements Substrate {
   }
 
   async tenantDataExists(tenant: Tenant): Promise<boolean> {
-    return (await this.#volumeLabels(this.tenantData(tenant))) !== null;
+    return (await this.#volumeLabels(this.#tenantVolume(tenant))) !== null;
+  }
+
+  async adoptTenantData(tenant: Tenant): Promise<string | null> {
+    const volume = this.#tenantVolume(tenant);
+    if (!(await this.tenantDataExists(tenant))) return null;
+    const { uid, gid } = checkedIdentity(tenant.runAs, `tenant ${tenant.id}'s runAs`);
+    // -h and the default -P: symlinks are changed themselves, never followed (a tenant's link to
+    // anything else in the helper's view must not hand that over).
+    await this.#runHelper({
+      name: `ferry-adopt-${safeName(tenant.id)}`,
+      labels: { [ROLE]: 'volume-helper', 'ferry.tenant': tenant.id },
+      script: `chown -R -h ${uid}:${gid} /v`,
+      mounts: [{ Type: 'volume', Source: volume, Target: '/v' }],
+      // Reading folders of any mode needs DAC_READ_SEARCH; changing owners needs CHOWN. Nothing else.
+      capAdd: ['CHOWN', 'DAC_READ_SEARCH'],
+      what: `handing volume ${volume} of tenant ${tenant.id} over to uid ${uid} gid ${gid}`,
+    });
+    return `handed volume ${volume} over to uid ${uid} gid ${gid}`;
   }
 
   scratchRef(migrationId: string): string {
@@ -119,11 +173,24 @@ export class ContainerSubstrate implements Substrate {
   }
 
   async createScratch(ref: string, spec: { migrationId: string; issue: string; tenant: Tenant }): Promise<void> {
-    await this.#ensureVolume(ref, 'scratch', { migrationId: spec.migrationId, issue: spec.issue, tenantId: spec.tenant.id });
+    const meta = { migrationId: spec.migrationId, issue: spec.issue, tenantId: spec.tenant.id };
+    await this.#ensureVolume(ref, 'scratch', meta);
+    // The migration's own: its identity's, and nobody else's. Only the volume's root: a scratch
+    // created again after a crash keeps what is in it.
+    const { uid, gid } = checkedIdentity(spec.tenant.runAs, `tenant ${spec.tenant.id}'s runAs`);
+    await this.#runHelper({
+      name: `${ref}-own`,
+      labels: { [ROLE]: 'volume-helper', 'ferry.migration': meta.migrationId, 'ferry.issue': meta.issue, 'ferry.tenant': meta.tenantId },
+      script: `chmod 0700 /v && chown ${uid}:${gid} /v`,
+      mounts: [{ Type: 'volume', Source: ref, Target: '/v' }],
+      // FOWNER: chmod of a root already handed over, when createScratch runs again.
+      capAdd: ['CHOWN', 'FOWNER'],
+      what: `handing scratch volume ${ref} over to uid ${uid} gid ${gid}`,
+    });
   }
 
   async snapshot(tenant: Tenant, ref: string, meta: { migrationId: string; issue: string }): Promise<void> {
-    const source = this.tenantData(tenant);
+    const source = this.#tenantVolume(tenant);
     if (!(await this.tenantDataExists(tenant))) {
       throw new FerryError('FERRY_NOT_FOUND', `cannot snapshot tenant ${tenant.id}: its data volume ${source} does not exist; create it or fix the tenant's data`);
     }
@@ -133,7 +200,7 @@ export class ContainerSubstrate implements Substrate {
   }
 
   async restore(tenant: Tenant, ref: string): Promise<void> {
-    const target = this.tenantData(tenant);
+    const target = this.#tenantVolume(tenant);
     // Check everything before the tenant's data is touched: a missing snapshot must not leave it empty.
     const labels = await this.#volumeLabels(ref);
     if (labels === null) {
@@ -153,7 +220,8 @@ export class ContainerSubstrate implements Substrate {
     if (!image) {
       throw new FerryError('FERRY_INVALID_REQUEST', `step ${spec.stepName} of migration ${spec.migrationId} names no image and the container substrate has no defaultImage; add \`image:\` to the request`);
     }
-    const tenantVolume = this.tenantData(spec.tenant);
+    const tenantVolume = this.#tenantVolume(spec.tenant);
+    const user = jobUser(spec.tenant);
     // An engine creates a missing named volume on the fly: the job would then write into a new,
     // empty, unlabelled volume instead of the tenant's data. Refuse instead.
     if (!(await this.tenantDataExists(spec.tenant))) {
@@ -169,14 +237,17 @@ export class ContainerSubstrate implements Substrate {
       ...jobLabels(spec),
       [LABEL_LOG_PATH]: spec.logPath,
       [LABEL_LOG_START]: String(fileSize(spec.logPath)),
+      [LABEL_LOG_LIMIT]: String(this.#config.logLimit),
     };
     if (spec.timeoutMs !== undefined) labels[LABEL_TIMEOUT_MS] = String(spec.timeoutMs);
 
+    // Only the contract and the request's env: nothing of Ferry's own environment is passed on.
     const env = { ...spec.env, FERRY_TENANT_DATA: TENANT_MOUNT, FERRY_SCRATCH: SCRATCH_MOUNT };
     const [entry, ...args] = spec.argv;
     if (entry === undefined) throw new Error(`step ${spec.stepName} has an empty argv`);
     const memory = spec.limits['memory'];
     const cpu = spec.limits['cpu'];
+    const pids = spec.limits['pids'] ?? this.#config.defaultPidsLimit;
     const create: Docker.ContainerCreateOptions = {
       name: ref,
       Image: image,
@@ -188,12 +259,19 @@ export class ContainerSubstrate implements Substrate {
       Healthcheck: { Test: ['NONE'] },
       Tty: false,
       OpenStdin: false,
+      User: user,
       HostConfig: {
         RestartPolicy: { Name: 'no' },
         AutoRemove: false,
+        Privileged: false,
+        SecurityOpt: [NO_NEW_PRIVILEGES],
+        // allowRoot keeps the engine's default capabilities (a root job that needs them); others keep none.
+        ...(spec.tenant.allowRoot ? {} : { CapDrop: ['ALL'] }),
+        PidsLimit: pids,
         ...(memory !== undefined ? { Memory: memory, MemorySwap: memory } : {}),
         ...(cpu !== undefined ? { NanoCpus: cpu * 1_000_000 } : {}),
         ...(this.#config.cgroupParent ? { CgroupParent: this.#config.cgroupParent } : {}),
+        // Exactly these two named volumes: no bind mount, so never the engine's socket.
         Mounts: [
           { Type: 'volume', Source: tenantVolume, Target: TENANT_MOUNT },
           { Type: 'volume', Source: spec.scratchRef, Target: SCRATCH_MOUNT },
@@ -234,10 +312,16 @@ export class ContainerSubstrate implements Substrate {
     const logPath = labels[LABEL_LOG_PATH];
     if (!logPath) throw new FerryError('FERRY_CONFLICT', `container ${ref} has no ${LABEL_LOG_PATH} label; it was not started by this substrate`);
     const timeoutMs = labels[LABEL_TIMEOUT_MS] ? Number(labels[LABEL_TIMEOUT_MS]) : null;
+    const logStart = Number(labels[LABEL_LOG_START] ?? '0');
+    // The limit the step started with, whatever this runner's logLimit is: a replay must compute
+    // the same log as the first watch did (job-log.ts). A job started before the bound existed has
+    // no label and is completed as it was begun, unbounded.
+    const labelledLimit = Number(labels[LABEL_LOG_LIMIT] ?? NaN);
+    const bound = Number.isInteger(labelledLimit) && labelledLimit > 0 ? { limit: labelledLimit } : undefined;
 
     const abort = new AbortController();
     this.#watches.add(abort);
-    const log = new JobLog(logPath, Number(labels[LABEL_LOG_START] ?? '0'), onLine);
+    const log = new JobLog(logPath, logStart, onLine, bound);
     let deadline: NodeJS.Timeout | undefined;
     let output: { done: Promise<void>; cancel: () => void } | undefined;
     try {
@@ -255,7 +339,11 @@ export class ContainerSubstrate implements Substrate {
       // Follow streams end on exit; wait a little for the last frames, never forever.
       await Promise.race([output.done, sleep(LOG_DRAIN_MS)]);
       output.cancel();
-      if (end === 'gone') return lost(ref, 'was removed while it ran');
+      if (end === 'gone') {
+        // Its output is gone with it: no replay will ever complete the log, so end it with what came.
+        log.close();
+        return lost(ref, 'was removed while it ran');
+      }
       // Podman's follow stream can end before it delivered a quickly exiting job's last lines (seen
       // under load: a checkpoint printed just before exit was missing). So the finished job's whole
       // output is read once more: the file gets only the bytes it lacks, and onLine only the lines
@@ -263,7 +351,7 @@ export class ContainerSubstrate implements Substrate {
       const delivered = log.lines;
       log.abandon();
       let replayed = 0;
-      await this.#replay(container, logPath, Number(labels[LABEL_LOG_START] ?? '0'), (line) => {
+      await this.#replay(container, logPath, logStart, bound, abort.signal, (line) => {
         if (++replayed > delivered) onLine(line);
       });
       const final = await inspectOrNull(container);
@@ -282,7 +370,9 @@ export class ContainerSubstrate implements Substrate {
       clearTimeout(deadline);
       output?.cancel();
       this.#watches.delete(abort);
-      log.close();
+      // Abandon, not close: a watch that ends early (runner stopping, engine error) must not write a
+      // half line or the end section; the next watch's replay writes them exactly once.
+      log.abandon();
     }
   }
 
@@ -359,7 +449,8 @@ export class ContainerSubstrate implements Substrate {
       const labels = c.Labels ?? {};
       const role = labels[ROLE];
       const name = (c.Names?.[0] ?? c.Id).replace(/^\//, '');
-      if (role !== undefined && JOB_ROLES.has(role)) out.push(labelled('job', name, labels));
+      // A tenant's adopt helper belongs to no migration: it is removed by the next adoption.
+      if (role !== undefined && JOB_ROLES.has(role) && labels['ferry.migration']) out.push(labelled('job', name, labels));
     }
     const volumes = (await this.#docker.listVolumes({ filters: { label: [ROLE] } })).Volumes ?? [];
     for (const v of volumes) {
@@ -389,20 +480,51 @@ export class ContainerSubstrate implements Substrate {
     }
   }
 
-  /** The whole output of a finished container, through a fresh JobLog (which appends only what the file lacks). */
-  async #replay(container: Docker.Container, logPath: string, logStart: number, onLine: (line: string) => void): Promise<void> {
-    let buf: Buffer;
+  /**
+   * The whole output of a finished container, through a fresh JobLog (which appends only what the
+   * file lacks). Streamed, not buffered: a job may have printed gigabytes.
+   */
+  async #replay(container: Docker.Container, logPath: string, logStart: number, bound: JobLogBound | undefined, signal: AbortSignal, onLine: (line: string) => void): Promise<void> {
+    let stream: NodeJS.ReadableStream;
     try {
-      buf = (await container.logs({ follow: false, stdout: true, stderr: true })) as unknown as Buffer;
+      stream = await new Promise<NodeJS.ReadableStream>((resolve, reject) => {
+        // dockerode's logs() buffers the whole answer unless it follows; dial it as a stream instead.
+        this.#docker.modem.dial(
+          {
+            path: `/containers/${container.id}/logs?`,
+            method: 'GET',
+            isStream: true,
+            statusCodes: { 200: true, 404: 'no such container', 500: 'server error' },
+            options: { follow: false, stdout: true, stderr: true },
+          },
+          (err: unknown, data: unknown) => (err ? reject(err) : resolve(data as NodeJS.ReadableStream)),
+        );
+      });
     } catch (err) {
       if (isNotFound(err)) return;
       throw err;
     }
-    const log = new JobLog(logPath, logStart, onLine);
+    const log = new JobLog(logPath, logStart, onLine, bound);
+    let complete = false;
+    // A long output takes the engine a while to serve (Podman 4.3: about 3 MB/s): close() must not wait for it.
+    const onAbort = (): void => (stream as { destroy?: () => void }).destroy?.();
+    signal.addEventListener('abort', onAbort, { once: true });
     try {
-      new FrameDemuxer((s, data) => log.push(s, data)).push(Buffer.isBuffer(buf) ? buf : Buffer.from(buf));
+      const demux = new FrameDemuxer((s, data) => log.push(s, data));
+      for await (const chunk of stream as AsyncIterable<Buffer | string>) {
+        if (signal.aborted) break;
+        demux.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+      }
+      if (signal.aborted) throw closedError(container.id);
+      complete = true;
+    } catch (err) {
+      if (signal.aborted) throw closedError(container.id);
+      throw err;
     } finally {
-      log.close();
+      signal.removeEventListener('abort', onAbort);
+      // Only a replay read to its end may write the end section; otherwise the next watch does.
+      if (complete) log.close();
+      else log.abandon();
     }
   }
 
@@ -471,33 +593,58 @@ export class ContainerSubstrate implements Substrate {
 
   /** Empty `to`, then copy `from` into it, in a one-shot helper container that is removed after. */
   async #copyHelper(name: string, from: string, to: string, meta: { migrationId: string; issue: string; tenantId: string }, what: string): Promise<void> {
-    const image = this.#config.defaultImage;
-    if (!image) throw new FerryError('FERRY_INTERNAL', `${what} needs the container substrate's defaultImage (an image with sh, rm and cp)`);
-    await this.remove('job', name); // a helper left behind by a crash
-    const container = await this.#docker.createContainer({
+    await this.#runHelper({
       name,
+      labels: { [ROLE]: 'snapshot-helper', 'ferry.migration': meta.migrationId, 'ferry.issue': meta.issue, 'ferry.tenant': meta.tenantId },
+      // Globs that match nothing stay literal and `rm -f` ignores them; .[!.]* and ..?* catch dotfiles.
+      // cp -a keeps owners, modes and times: a restore leaves every file owned as in the snapshot.
+      script: 'rm -rf /to/..?* /to/.[!.]* /to/* && cp -a /from/. /to/',
+      mounts: [
+        { Type: 'volume', Source: from, Target: '/from', ReadOnly: true },
+        { Type: 'volume', Source: to, Target: '/to' },
+      ],
+      // Files of any owner and mode: read and remove them (DAC_OVERRIDE), give them their owner
+      // (CHOWN), then their modes and times (FOWNER), setgid bits included (FSETID).
+      capAdd: ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID'],
+      what,
+    });
+  }
+
+  /**
+   * One short command as root in a helper container that is removed after: all capabilities
+   * dropped but `capAdd`, no new privileges, no network, a small pids limit.
+   */
+  async #runHelper(h: { name: string; labels: Labels; script: string; mounts: Docker.MountConfig; capAdd: readonly string[]; what: string }): Promise<void> {
+    const image = this.#config.defaultImage;
+    if (!image) throw new FerryError('FERRY_INTERNAL', `${h.what} needs the container substrate's defaultImage (an image with sh, rm, cp, chown and chmod)`);
+    await this.remove('job', h.name); // a helper left behind by a crash
+    const container = await this.#docker.createContainer({
+      name: h.name,
       Image: image,
       Entrypoint: ['sh'],
-      // Globs that match nothing stay literal and `rm -f` ignores them; .[!.]* and ..?* catch dotfiles.
-      Cmd: ['-c', 'rm -rf /to/..?* /to/.[!.]* /to/* && cp -a /from/. /to/'],
-      Labels: { [ROLE]: 'snapshot-helper', 'ferry.migration': meta.migrationId, 'ferry.issue': meta.issue, 'ferry.tenant': meta.tenantId },
+      Cmd: ['-c', h.script],
+      Env: [],
+      User: '0:0',
+      Labels: h.labels,
       Healthcheck: { Test: ['NONE'] },
       HostConfig: {
         RestartPolicy: { Name: 'no' },
         NetworkMode: 'none',
-        Mounts: [
-          { Type: 'volume', Source: from, Target: '/from', ReadOnly: true },
-          { Type: 'volume', Source: to, Target: '/to' },
-        ],
+        Privileged: false,
+        CapDrop: ['ALL'],
+        CapAdd: [...h.capAdd],
+        SecurityOpt: [NO_NEW_PRIVILEGES],
+        PidsLimit: HELPER_PIDS_LIMIT,
+        Mounts: h.mounts,
       },
     });
     try {
       await container.start();
       const { StatusCode } = (await container.wait()) as { StatusCode: number };
       if (StatusCode !== 0) {
-        const output = await container.logs({ stdout: true, stderr: true, follow: false });
+        const output = await container.logs({ stdout: true, stderr: true, follow: false, tail: 20 });
         const text = demuxAll(output).trim().slice(-2000);
-        throw new FerryError('FERRY_INTERNAL', `${what} failed: copy helper exited with status ${StatusCode}: ${text || '(no output)'}`);
+        throw new FerryError('FERRY_INTERNAL', `${h.what} failed: helper container exited with status ${StatusCode}: ${text || '(no output)'}`);
       }
     } finally {
       await container.remove({ force: true, v: true }).catch((err: unknown) => {
@@ -505,6 +652,33 @@ export class ContainerSubstrate implements Substrate {
       });
     }
   }
+
+  /** The tenant's volume name, refused unless it is one: never a host path (a socket, a folder) to mount. */
+  #tenantVolume(tenant: Tenant): string {
+    const name = this.tenantData(tenant);
+    if (!VOLUME_NAME.test(name)) {
+      throw new FerryError('FERRY_INVALID_REQUEST', `tenant ${tenant.id}'s data ${JSON.stringify(name)} is not a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*); the container substrate mounts named volumes only, never host paths`, { tenant: tenant.id });
+    }
+    return name;
+  }
+}
+
+/** `User` of a tenant's job: its identity, or root when the tenant is allowed it. */
+function jobUser(tenant: Tenant): string {
+  if (tenant.allowRoot) return '0:0';
+  const { uid, gid } = checkedIdentity(tenant.runAs, `tenant ${tenant.id}'s runAs`);
+  if (uid === 0 || gid === 0) {
+    throw new FerryError('FERRY_INVALID_REQUEST', `tenant ${tenant.id} would run its jobs as uid ${uid} gid ${gid} (root) but is not allowed root; give it another runAs, or set allowRoot`, { tenant: tenant.id });
+  }
+  return `${uid}:${gid}`;
+}
+
+function checkedIdentity(identity: Identity | undefined, what: string): Identity {
+  const ok = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n < 2 ** 32 - 1;
+  if (!identity || !ok(identity.uid) || !ok(identity.gid)) {
+    throw new FerryError('FERRY_INVALID_REQUEST', `${what} must be {uid, gid} with whole numbers >= 0, got ${JSON.stringify(identity)}`);
+  }
+  return identity;
 }
 
 function labelled(kind: ArtifactKind, ref: string, labels: Labels): LabelledObject {
@@ -548,9 +722,14 @@ function parseEngineTime(value: string): number {
   return Number.isNaN(ms) ? Date.now() : ms;
 }
 
+/** What a pending watch rejects with on close() (Substrate.close): FERRY_INTERNAL, "substrate closed". */
+function closedError(ref: string): FerryError {
+  return new FerryError('FERRY_INTERNAL', `watch of ${ref} ended: the container substrate was closed; the job keeps running and the next runner re-attaches to it`, { ref });
+}
+
 function abortable<T>(promise: Promise<T>, signal: AbortSignal, ref: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new Error(`watch of ${ref} ended: the container substrate was closed; the job keeps running and the next runner re-attaches to it`));
+    const onAbort = (): void => reject(closedError(ref));
     if (signal.aborted) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
     void promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));

@@ -13,13 +13,37 @@ void test('the socket comes from the option, else DOCKER_HOST unix://, else the 
 void test('options are resolved once into a frozen config with documented defaults', () => {
   const c = resolveContainerOptions({ dataDir: '/d' }, {});
   assert.ok(Object.isFrozen(c));
-  assert.deepEqual(c, { socketPath: DEFAULT_SOCKET_PATH, dataDir: '/d', capacity: null, defaultImage: null, cgroupParent: null, stopGraceSeconds: 10, pingTimeoutMs: 5000 });
+  assert.deepEqual(c, {
+    socketPath: DEFAULT_SOCKET_PATH,
+    dataDir: '/d',
+    capacity: null,
+    defaultImage: null,
+    cgroupParent: null,
+    stopGraceSeconds: 10,
+    pingTimeoutMs: 5000,
+    defaultPidsLimit: 1024,
+    logLimit: 64 * 1024 * 1024,
+  });
   assert.throws(() => resolveContainerOptions({ dataDir: '' }, {}), /dataDir is required/);
+  assert.throws(() => resolveContainerOptions({ dataDir: '/d', defaultPidsLimit: 0 }, {}), /defaultPidsLimit must be a whole number >= 1/);
+  assert.throws(() => resolveContainerOptions({ dataDir: '/d', logLimit: 100 }, {}), /logLimit must be a whole number of bytes >= 1024/);
+  assert.equal(resolveContainerOptions({ dataDir: '/d', logLimit: 4096, defaultPidsLimit: 50 }, {}).logLimit, 4096);
+});
+
+void test('jobs are said to be confined, and cpu, memory and pids are the dimensions enforced', () => {
+  const s = new ContainerSubstrate({ socketPath: '/nonexistent/ferry.sock', dataDir: '/tmp/unused', defaultPidsLimit: 77 });
+  const isolation = s.isolation();
+  assert.equal(isolation.isolated, true);
+  assert.match(isolation.detail, /uid:gid/);
+  assert.match(isolation.detail, /no-new-privileges/);
+  assert.match(isolation.detail, /else 77\)/, 'the default pids limit in force is said');
+  assert.match(isolation.detail, /never the engine socket/);
+  assert.deepEqual(s.enforcedDimensions(), ['cpu', 'memory', 'pids']);
 });
 
 void test('init() against a socket that does not answer says where and what to do', async () => {
   const s = new ContainerSubstrate({ socketPath: '/nonexistent/ferry.sock', dataDir: '/tmp/unused', pingTimeoutMs: 1000 });
   await assert.rejects(s.init(), /container engine not answering at unix:\/\/\/nonexistent\/ferry.sock .*podman system service/);
   assert.throws(() => s.capacity(), /call init\(\) first/);
-  assert.deepEqual(s.limits(), { enforced: true, detail: 'docker engine API: memory + cpu quota' });
+  assert.deepEqual(s.limits(), { enforced: true, detail: 'docker engine API: memory + cpu quota + pids limit' });
 });

@@ -4,19 +4,26 @@ import { usePodman, watchLines } from './support/podman-fixture.ts';
 
 const podman = usePodman();
 
-void test('snapshot then restore gives the tenant volume back exactly, dotfiles included', async (t) => {
+void test('snapshot then restore gives the tenant volume back exactly, dotfiles, owners and modes included', async (t) => {
   const env = await podman.require(t);
   if (!env) return;
   const tenant = await env.tenant();
+  // Besides the tenant's own files (handed over to its uid), one that is another uid's and
+  // unreadable to others: the helpers must copy it back as it was.
+  await env.asRoot(tenant.data, 'mkdir /v/locked && echo secret > /v/locked/f && chmod 0600 /v/locked/f && chmod 0700 /v/locked && chown -R 4242:4343 /v/locked && chmod 0750 /v/sub');
   const before = await env.volumeContent(tenant.data);
+  const ownersBefore = await env.volumeOwners(tenant.data);
+  assert.match(ownersBefore, new RegExp(`^${tenant.runAs.uid}:${tenant.runAs.gid} 755 \\.$`, 'm'), 'the volume root is the tenant\'s');
+  assert.match(ownersBefore, /^4242:4343 600 \.\/locked\/f$/m);
   const spec = env.spec(tenant, {
-    argv: ['sh', '-c', 'rm "$FERRY_TENANT_DATA/a.txt" "$FERRY_TENANT_DATA/.dot" && echo half > "$FERRY_TENANT_DATA/new.txt" && echo changed > "$FERRY_TENANT_DATA/sub/b.txt"'],
+    argv: ['sh', '-c', 'rm "$FERRY_TENANT_DATA/a.txt" "$FERRY_TENANT_DATA/.dot" && echo half > "$FERRY_TENANT_DATA/new.txt" && echo changed > "$FERRY_TENANT_DATA/sub/b.txt" && chmod 0700 "$FERRY_TENANT_DATA/sub"'],
   });
   const snap = env.substrate.snapshotRef(spec.migrationId);
   assert.equal(snap, `ferry-snapshot-${spec.migrationId}`);
 
   await env.substrate.snapshot(tenant, snap, { migrationId: spec.migrationId, issue: spec.issue });
   assert.equal(await env.volumeContent(snap), before, 'the snapshot holds the tenant data');
+  assert.equal(await env.volumeOwners(snap), ownersBefore, 'the snapshot keeps owners and modes');
   const snapInfo = await env.docker.getVolume(snap).inspect();
   assert.deepEqual(snapInfo.Labels, { 'ferry.role': 'snapshot', 'ferry.migration': spec.migrationId, 'ferry.issue': spec.issue, 'ferry.tenant': tenant.id });
 
@@ -28,6 +35,7 @@ void test('snapshot then restore gives the tenant volume back exactly, dotfiles 
 
   await env.substrate.restore(tenant, snap);
   assert.equal(await env.volumeContent(tenant.data), before, 'restore replaced the tenant data with the snapshot');
+  assert.equal(await env.volumeOwners(tenant.data), ownersBefore, 'restore left every file owned and moded as in the snapshot');
 
   // A snapshot retried after a crash holds one copy, not two.
   await env.substrate.snapshot(tenant, snap, { migrationId: spec.migrationId, issue: spec.issue });

@@ -81,7 +81,7 @@ void test('the job sees FERRY_TENANT_DATA, FERRY_SCRATCH, the request env and it
 void test('a tenant whose data volume does not exist is refused before any container is made', async (t) => {
   const env = await podman.require(t);
   if (!env) return;
-  const tenant = { id: 'ghost', steadyState: {}, data: `ferry-test-missing-${Date.now()}` };
+  const tenant = { id: 'ghost', steadyState: {}, data: `ferry-test-missing-${Date.now()}`, runAs: { uid: 200_099, gid: 200_099 }, allowRoot: false };
   assert.equal(await env.substrate.tenantDataExists(tenant), false);
   const spec = env.spec(await env.tenant(), {});
   await env.prepare(spec);

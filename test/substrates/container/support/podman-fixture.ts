@@ -17,11 +17,22 @@ import Docker from 'dockerode';
 import { ContainerSubstrate } from '../../../../src/substrates/container/container-substrate.ts';
 import type { ContainerSubstrateOptions } from '../../../../src/substrates/container/container-substrate.ts';
 import type { StepResult, StepSpec } from '../../../../src/substrates/substrate.ts';
-import type { Tenant } from '../../../../src/core/types.ts';
+import type { Identity, Tenant } from '../../../../src/core/types.ts';
 
 export const SOCKET_PATH = process.env['FERRY_TEST_PODMAN_SOCKET'] ?? '/run/podman/podman.sock';
 export const TEST_IMAGE = 'localhost/ferry-test:1';
 const MiB = 1024 * 1024;
+/** Test tenants' identities count up from here (each tenant its own uid and gid). */
+const FIRST_TEST_UID = 200_100;
+
+export interface TenantOptions {
+  /** Default: a uid/gid of its own. */
+  readonly runAs?: Identity;
+  /** Default false. */
+  readonly allowRoot?: boolean;
+  /** Hand the volume over to runAs, as registration does. Default true. */
+  readonly adopt?: boolean;
+}
 
 export interface PodmanEnv {
   readonly substrate: ContainerSubstrate;
@@ -29,8 +40,11 @@ export interface PodmanEnv {
   /** Temp folder: the substrate's dataDir and the attempt logs. */
   readonly dir: string;
   newMigrationId(): string;
-  /** A new tenant whose data volume holds a few files (one of them a dotfile). */
-  tenant(): Promise<Tenant>;
+  /**
+   * A new tenant whose data volume holds a few files (one of them a dotfile), made by root and then
+   * handed over to the tenant's identity (`adoptTenantData`) unless `adopt: false`.
+   */
+  tenant(options?: TenantOptions): Promise<Tenant>;
   /** A step spec for a new migration (scratch not created yet; see `prepare`). */
   spec(tenant: Tenant, overrides?: Partial<StepSpec>): StepSpec;
   /** createScratch for the spec's migration. */
@@ -39,6 +53,10 @@ export interface PodmanEnv {
   restartedSubstrate(): Promise<ContainerSubstrate>;
   /** `path<TAB>content` of every file in a volume, sorted. */
   volumeContent(volume: string): Promise<string>;
+  /** `uid:gid mode path` of everything in a volume, its root (`.`) included, sorted; symlinks not followed. */
+  volumeOwners(volume: string): Promise<string>;
+  /** Run a shell script as root (engine defaults) with the volume at /v; returns its output. */
+  asRoot(volume: string, script: string): Promise<string>;
   readLog(spec: StepSpec): string;
   /** Remove job, scratch and log of a spec's migration through the substrate (what issue closure does). */
   cleanup(spec: StepSpec, ref: string): Promise<void>;
@@ -121,13 +139,22 @@ export function usePodman(options: Partial<ContainerSubstrateOptions> = {}): Fix
           migrationIds.add(id);
           return id;
         },
-        async tenant() {
-          const id = `${filePrefix}-tenant${++counter}`;
+        async tenant(options = {}) {
+          const n = ++counter;
+          const id = `${filePrefix}-tenant${n}`;
           const volume = `ferry-test-${id}`;
           await docker.createVolume({ Name: volume, Labels: { 'ferry-test': 'tenant-data' } });
           tenantVolumes.push(volume);
           await runHelper(docker, [{ Type: 'volume', Source: volume, Target: '/v' }], `mkdir -p /v/sub && echo "hello ${id}" > /v/a.txt && echo nested > /v/sub/b.txt && echo hidden > /v/.dot`);
-          return { id, steadyState: { cpu: 500, memory: 64 * MiB }, data: volume };
+          const tenant: Tenant = {
+            id,
+            steadyState: { cpu: 500, memory: 64 * MiB },
+            data: volume,
+            runAs: options.runAs ?? { uid: FIRST_TEST_UID + n, gid: FIRST_TEST_UID + n },
+            allowRoot: options.allowRoot ?? false,
+          };
+          if (options.adopt ?? true) await substrate.adoptTenantData(tenant);
+          return tenant;
         },
         spec(tenant, overrides = {}) {
           const migrationId = overrides.migrationId ?? built.newMigrationId();
@@ -152,6 +179,12 @@ export function usePodman(options: Partial<ContainerSubstrateOptions> = {}): Fix
         restartedSubstrate: () => make(d),
         async volumeContent(volume) {
           return runHelper(docker, [{ Type: 'volume', Source: volume, Target: '/v', ReadOnly: true }], 'cd /v && find . -type f | sort | while read f; do echo "$f	$(cat "$f")"; done');
+        },
+        async volumeOwners(volume) {
+          return runHelper(docker, [{ Type: 'volume', Source: volume, Target: '/v', ReadOnly: true }], 'cd /v && find . | sort | while read f; do stat -c "%u:%g %a %n" "$f"; done');
+        },
+        asRoot(volume, script) {
+          return runHelper(docker, [{ Type: 'volume', Source: volume, Target: '/v' }], script);
         },
         readLog(spec) {
           try {
