@@ -74,11 +74,16 @@ export function isTerminal(state: MigrationState): boolean {
 }
 
 /**
- * Whether a migration in `state`, having started `attempts` attempts, holds its tenant. This is the
- * same predicate as the store's partial unique index `one_holder_per_tenant`.
+ * Which migrations hold their tenant: these states always, and these others once an attempt has run
+ * (a retry waiting in `queued` must not let another migration start on half-migrated data). The one
+ * source of the rule: the store builds its queries from it, and a store test checks that the partial
+ * unique index `one_holder_per_tenant` (schema migration 0001) refuses exactly what it says.
  */
+export const HOLDER_RULE = { always: ['running', 'held'], afterAnAttempt: ['queued'] } as const satisfies Record<string, readonly MigrationState[]>;
+
+/** Whether a migration in `state`, having started `attempts` attempts, holds its tenant. */
 export function holdsTenant(state: MigrationState, attempts: number): boolean {
-  return state === 'running' || state === 'held' || (state === 'queued' && attempts > 0);
+  return (HOLDER_RULE.always as readonly MigrationState[]).includes(state) || ((HOLDER_RULE.afterAnAttempt as readonly MigrationState[]).includes(state) && attempts > 0);
 }
 
 function wrongStateMessage(from: MigrationState, event: LifecycleEvent): string {

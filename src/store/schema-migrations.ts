@@ -9,12 +9,14 @@ import type { SqlDialect } from './dialect.ts';
 import { initial } from './migrations/0001-initial.ts';
 import { tracker } from './migrations/0002-tracker.ts';
 import { tenantIdentity } from './migrations/0003-tenant-identity.ts';
+import { stateChecks } from './migrations/0004-state-checks.ts';
 
 export function schemaMigrations(dialect: SqlDialect): Record<string, Migration> {
   return {
     '0001-initial': initial(dialect),
     '0002-tracker': tracker(dialect),
     '0003-tenant-identity': tenantIdentity(),
+    '0004-state-checks': stateChecks(dialect),
   };
 }
 

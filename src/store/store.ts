@@ -3,9 +3,9 @@
  * PostgreSQL (multi-node). Every state change is a compare-and-set that appends an event in the
  * same transaction; losing the race is a typed FERRY_CONFLICT, never a silent overwrite.
  */
-import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely, type Selectable, type Transaction } from 'kysely';
 import { FerryError } from '../core/errors.ts';
-import { transition, type LifecycleEvent } from '../core/lifecycle.ts';
+import { HOLDER_RULE, transition, type LifecycleEvent } from '../core/lifecycle.ts';
 import type { FailureCause, Identity, MigrationRequest, MigrationState, Resources, Verdict } from '../core/types.ts';
 import type { SqlDialect } from './dialect.ts';
 import type {
@@ -268,12 +268,12 @@ export class Store {
     return rows.map(migrationRecord);
   }
 
-  /** Migrations holding their tenant: the same predicate as the index one_holder_per_tenant. */
+  /** Migrations holding their tenant (core HOLDER_RULE). */
   async listHolders(): Promise<Array<{ id: string; tenant: string; state: MigrationState }>> {
     const rows = await this.db
       .selectFrom('migrations')
       .select(['id', 'tenant', 'state'])
-      .where((eb) => eb.or([eb('state', 'in', ['running', 'held']), eb.and([eb('state', '=', 'queued'), eb('attempts', '>', 0)])]))
+      .where(holdsItsTenant)
       .execute();
     return rows.map((r) => ({ id: r.id, tenant: r.tenant, state: r.state as MigrationState }));
   }
@@ -701,13 +701,18 @@ async function allocateIdentity(trx: Db, range: { first: number; last: number })
   return { uid, gid: uid };
 }
 
-/** The migration holding `tenant`, if any: the same predicate as the index one_holder_per_tenant. */
+/** Core's HOLDER_RULE as a filter on migrations. */
+function holdsItsTenant(eb: ExpressionBuilder<Database, 'migrations'>) {
+  return eb.or([eb('state', 'in', [...HOLDER_RULE.always]), eb.and([eb('state', 'in', [...HOLDER_RULE.afterAnAttempt]), eb('attempts', '>', 0)])]);
+}
+
+/** The migration holding `tenant`, if any. */
 async function holderOf(trx: Db, tenant: string): Promise<string | null> {
   const row = await trx
     .selectFrom('migrations')
     .select('id')
     .where('tenant', '=', tenant)
-    .where((eb) => eb.or([eb('state', 'in', ['running', 'held']), eb.and([eb('state', '=', 'queued'), eb('attempts', '>', 0)])]))
+    .where(holdsItsTenant)
     .executeTakeFirst();
   return row?.id ?? null;
 }

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, test, type TestContext } from 'node:test';
 import { admit } from '../../src/core/admission.ts';
 import { FerryError, type ErrorCode } from '../../src/core/errors.ts';
-import { TRANSITIONS, type LifecycleEvent } from '../../src/core/lifecycle.ts';
-import type { MigrationRequest, MigrationState, Resources, Verdict } from '../../src/core/types.ts';
+import { TRANSITIONS, holdsTenant, type LifecycleEvent } from '../../src/core/lifecycle.ts';
+import { MIGRATION_STATES, type MigrationRequest, type MigrationState, type Resources, type Verdict } from '../../src/core/types.ts';
 import type { MigrationRecord } from '../../src/store/records.ts';
 import type { Store } from '../../src/store/store.ts';
 
@@ -608,6 +608,37 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       assert.match(err.message, /the migration is filed; resume is allowed only from held/);
       assert.equal((await s.store.requireMigration(m.id)).state, 'filed');
       assert.deepEqual(await s.store.listEvents(m.id), before, 'no event written');
+    });
+
+    void test('the database refuses a state it does not know, whatever the code does', async (t) => {
+      const s = await setup(t);
+      if (!s) return;
+      await s.tenant('shop');
+      const m = await s.file('m-a-00000001', 'shop');
+      for (const set of [{ state: 'paused' }, { held_cause: 'tired' }, { next_restore: 'magic' }]) {
+        await assert.rejects(s.store.db.updateTable('migrations').set(set).where('id', '=', m.id).execute(), /must be one of|violates check constraint/);
+      }
+      assert.equal((await s.store.requireMigration(m.id)).state, 'filed');
+      // A known value passes the same check.
+      await s.store.db.updateTable('migrations').set({ held_cause: 'gate' }).where('id', '=', m.id).execute();
+    });
+
+    void test('the unique index one_holder_per_tenant holds exactly where core holdsTenant() says', async (t) => {
+      const s = await setup(t);
+      if (!s) return;
+      await s.tenant('shop');
+      const holder = await s.running('m-h-00000001', 'shop');
+      assert.equal(holdsTenant(holder.state, holder.attempts), true);
+      let n = 2;
+      for (const state of MIGRATION_STATES) {
+        for (const attempts of [0, 1]) {
+          const id = `m-x-${String(n++).padStart(8, '0')}`;
+          await s.file(id, 'shop');
+          const second = s.store.db.updateTable('migrations').set({ state, attempts }).where('id', '=', id).execute();
+          if (holdsTenant(state, attempts)) await assert.rejects(second, /unique/i, `${state} with ${attempts} attempts holds the tenant: the index must refuse a second holder`);
+          else await second;
+        }
+      }
     });
 
     void test('events are append-only and ordered: later changes never rewrite earlier events', async (t) => {
