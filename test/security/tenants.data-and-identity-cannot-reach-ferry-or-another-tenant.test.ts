@@ -2,14 +2,14 @@
  * Where tenant data may live and whose it is (issue 8, "Tenant data is not checked" and the tenant
  * identity of "a migration step runs as Ferry itself"), through the real API of a real server.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { removeDir, request, sh, startFerry, tempDir, waitFor, type Ferry } from '../support/harness.ts';
 import { assertProblem } from '../api/problem-assertions.ts';
 
-async function withFerry(t: import('node:test').TestContext): Promise<Ferry> {
+async function withFerry(t: TestContext): Promise<Ferry> {
   const f = await startFerry();
   t.after(async () => {
     await f.stop();
