@@ -8,14 +8,15 @@ export type OutputSignal =
   | { readonly kind: 'checkpoint'; readonly text: string }
   | { readonly kind: 'progress'; readonly done: number; readonly total: number };
 
-const PREFIX = '::ferry::';
+/** What starts every line of the output contract; substrates look for it to pass such lines on. */
+export const OUTPUT_PREFIX = '::ferry::';
 const PROGRESS = /^(\d{1,15})\/(\d{1,15})$/;
 /** Checkpoints are stored; a longer one is cut to this many characters. */
 export const MAX_CHECKPOINT_LENGTH = 4096;
 
 export function parseOutputLine(line: string): OutputSignal | null {
-  if (!line.startsWith(PREFIX)) return null;
-  const rest = line.slice(PREFIX.length).replace(/\r$/, '');
+  if (!line.startsWith(OUTPUT_PREFIX)) return null;
+  const rest = line.slice(OUTPUT_PREFIX.length).replace(/\r$/, '');
   const space = rest.indexOf(' ');
   const verb = space === -1 ? rest : rest.slice(0, space);
   const arg = space === -1 ? '' : rest.slice(space + 1);

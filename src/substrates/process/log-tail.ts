@@ -1,8 +1,9 @@
 /** Reading a job's log from an offset, handing out complete `::ferry::` lines. */
 import { open, stat } from 'node:fs/promises';
+import { OUTPUT_PREFIX } from '../../core/job-output.ts';
 
 const NEWLINE = 0x0a;
-const MARKER = Buffer.from('::ferry::');
+const MARKER = Buffer.from(OUTPUT_PREFIX);
 /** Read size: the tail's buffer grows to this while a job writes a lot, and is kept for the next reads. */
 const MAX_READ = 1 << 20;
 const FIRST_READ = 1 << 16;
@@ -73,7 +74,7 @@ export class LogTail {
     const last = bytes.lastIndexOf(NEWLINE);
     if (last !== -1 && bytes.subarray(0, last).indexOf(MARKER) === -1) {
       const head = this.partial + bytes.toString('utf8', 0, Math.min(last, MARKER.length));
-      if (!head.includes('::ferry::')) {
+      if (!head.includes(OUTPUT_PREFIX)) {
         this.partial = bytes.toString('utf8', last + 1);
         if (this.partial.length > 65_536) this.partial = '';
         return;
@@ -93,7 +94,7 @@ export class LogTail {
     this.partial = chunk.slice(last + 1);
     if (this.partial.length > 65_536) this.partial = '';
     const complete = chunk.slice(0, last);
-    if (!complete.includes('::ferry::')) return;
-    for (const line of complete.split('\n')) if (line.startsWith('::ferry::')) this.onLine(line);
+    if (!complete.includes(OUTPUT_PREFIX)) return;
+    for (const line of complete.split('\n')) if (line.startsWith(OUTPUT_PREFIX)) this.onLine(line);
   }
 }

@@ -4,14 +4,16 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
+import { readProcStat } from '../../../src/substrates/process/proc.ts';
 import { isRunning, processKit } from './process-kit.ts';
 
 function startTime(pid: number): string {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  const stat = readProcStat(pid);
+  if (stat === null) throw new Error(`process ${pid} is gone`);
+  return stat.startTime;
 }
 
 void test('watch, stop and remove treat a job of another boot as lost and leave the pid it names alone', { timeout: 30_000 }, async () => {

@@ -1,6 +1,7 @@
 /** A real ProcessSubstrate in a fresh data folder, and what the process substrate's tests share. */
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { readProcStat } from '../../../src/substrates/process/proc.ts';
 import { ProcessSubstrate, type ProcessSubstrateOptions } from '../../../src/substrates/process/process-substrate.ts';
 import type { StepSpec } from '../../../src/substrates/substrate.ts';
 import { removeDir, tempDir, waitFor } from '../../support/harness.ts';
@@ -78,13 +79,7 @@ export function jobProcess(ref: string): number {
 export function childrenOf(pid: number): number[] {
   const out: number[] = [];
   for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
+    if (/^\d+$/.test(name) && readProcStat(Number(name))?.parentPid === pid) out.push(Number(name));
   }
   return out;
 }
@@ -104,12 +99,8 @@ export function processesWith(marker: string): number[] {
 }
 
 export function isRunning(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
+  const stat = readProcStat(pid);
+  return stat !== null && stat.state !== 'Z';
 }
 
 /** A mask of /proc/PID/status (`SigPnd`, `ShdPnd`, `SigBlk`, `SigIgn`, ...). */

@@ -6,11 +6,13 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { readProcStat } from '../../../src/substrates/process/proc.ts';
 import { isRunning, pidsOf, processKit } from './process-kit.ts';
 
 function parentOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  const stat = readProcStat(pid);
+  if (stat === null) throw new Error(`process ${pid} is gone`);
+  return stat.parentPid;
 }
 
 function commandOf(pid: number): string {
