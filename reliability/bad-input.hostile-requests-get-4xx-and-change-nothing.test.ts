@@ -134,6 +134,26 @@ const hostile: fc.Arbitrary<Hostile> = fc.oneof(
       .map(([tracker, body, h]) => ({ label: 'unsigned webhook', method: 'POST', path: `/v1/hooks/${tracker}`, headers: { ...JSON_TYPE, 'x-github-event': 'issues', ...h }, body, auth: false })),
   },
   { weight: 1, arbitrary: fc.constantFrom('DELETE', 'PATCH', 'PUT').map((method) => ({ label: `${method} on a collection`, method, path: '/v1/migrations', headers: JSON_TYPE, body: '{}', auth: true })) },
+  // Deep documents (issue 8): the YAML parser's stack overflowed near 800 levels, and a second
+  // overflow aborted Node. Refused before parsing, whatever the spelling of the nesting.
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(
+        fc.integer({ min: 65, max: 100_000 }),
+        fc.constantFrom(
+          (d: number) => ({ type: YAML_TYPE, body: `a: ${'['.repeat(d)}${']'.repeat(d)}` }),
+          (d: number) => ({ type: YAML_TYPE, body: `tenant: shop\nsteps:\n${'- '.repeat(d)}x` }),
+          (d: number) => ({ type: YAML_TYPE, body: `env: ${'{a: '.repeat(Math.min(d, 30_000))}` }),
+          (d: number) => ({ type: JSON_TYPE, body: `{"tenant":"shop","peak":${'['.repeat(d)}${']'.repeat(d)}}` }),
+        ),
+        fc.constantFrom(['POST', '/v1/migrations'], ['POST', '/v1/migrations/check'], ['PUT', '/v1/tenants/shop']),
+      )
+      .map(([d, form, [method, path]]) => {
+        const { type, body } = form(d);
+        return { label: 'deep document', method, path, headers: type, body, auth: true };
+      }),
+  },
 );
 
 void test(`${RUNS} hostile requests: each a 4xx with a code, the server stays up, the store is unchanged`, { timeout: 600_000 }, async () => {

@@ -2,13 +2,19 @@
  * Bearer tokens with roles: `filer` (file, check, read) ⊂ `operator` (approve, act, cancel, close
  * issues) ⊂ `admin` (tenants). Tokens are kept as SHA-256 digests; the admin token of an embedded
  * install is written to <dataDir>/token (mode 0600) on first start.
+ *
+ * A token of the tokens file may be limited to tenants (`tenants: [shop, blog]`): it then sees and
+ * acts on those tenants and their migrations only. Anything else answers as if it did not exist
+ * (404), so that a scoped token cannot learn which other tenants or migrations there are.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { assertDocumentBounds, assertValueBounds } from '../core/document-bounds.ts';
 import { FerryError } from '../core/errors.ts';
+import { TENANT_ID } from '../core/request-schema.ts';
 
 export const ROLES = ['filer', 'operator', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -16,6 +22,13 @@ export type Role = (typeof ROLES)[number];
 export interface Principal {
   readonly name: string;
   readonly role: Role;
+  /** The tenants this token may see and act on; `null` (the default, and the admin token): all. */
+  readonly tenants: ReadonlySet<string> | null;
+}
+
+/** Whether `principal` may see or act on tenant `id`. */
+export function inScope(principal: Principal, tenant: string): boolean {
+  return principal.tenants === null || principal.tenants.has(tenant);
 }
 
 const tokensFileSchema = z.strictObject({
@@ -26,6 +39,8 @@ const tokensFileSchema = z.strictObject({
         role: z.enum(ROLES),
         token: z.string().min(16).optional(),
         sha256: z.string().regex(/^[a-f0-9]{64}$/).optional(),
+        /** Limit the token to these tenants; default: all tenants. */
+        tenants: z.array(z.string().regex(TENANT_ID, 'is not a tenant id')).min(1, 'list at least one tenant, or leave tenants out for all').max(10_000).optional(),
       })
       .refine((t) => (t.token === undefined) !== (t.sha256 === undefined), 'give exactly one of token or sha256'),
   ),
@@ -69,11 +84,14 @@ export function loadTokens(dataDir: string, tokensFile: string | null): TokenReg
   const registry = new TokenRegistry();
   const path = join(dataDir, 'token');
   if (!existsSync(path)) writeFileSync(path, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
-  registry.add(readFileSync(path, 'utf8').trim(), { name: 'admin', role: 'admin' });
+  registry.add(readFileSync(path, 'utf8').trim(), { name: 'admin', role: 'admin', tenants: null });
   if (tokensFile) {
     let parsed: unknown;
     try {
-      parsed = parseYaml(readFileSync(tokensFile, 'utf8'));
+      const text = readFileSync(tokensFile, 'utf8');
+      assertDocumentBounds(text, 'yaml');
+      parsed = parseYaml(text);
+      assertValueBounds(parsed);
     } catch (err) {
       throw new FerryError('FERRY_INVALID_REQUEST', `tokens file ${tokensFile} cannot be read: ${(err as Error).message}`);
     }
@@ -82,8 +100,9 @@ export function loadTokens(dataDir: string, tokensFile: string | null): TokenReg
       throw new FerryError('FERRY_INVALID_REQUEST', `tokens file ${tokensFile}: ${result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     }
     for (const t of result.data.tokens) {
-      if (t.token) registry.add(t.token, { name: t.name, role: t.role });
-      else if (t.sha256) registry.addDigest(t.sha256, { name: t.name, role: t.role });
+      const principal: Principal = { name: t.name, role: t.role, tenants: t.tenants ? new Set(t.tenants) : null };
+      if (t.token) registry.add(t.token, principal);
+      else if (t.sha256) registry.addDigest(t.sha256, principal);
     }
   }
   return registry;

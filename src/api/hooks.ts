@@ -2,9 +2,13 @@
  * POST /v1/hooks/github, /v1/hooks/gitea (Gitea and Forgejo), /v1/hooks/gitlab: signed webhook
  * deliveries. Signatures are computed over the exact bytes received, so this scope replaces the
  * JSON parser with one that hands over the raw body (same bodyLimit: a larger body is a 413).
- * Authentication comes first: an unsigned or mis-signed delivery is a 401 whatever its content.
+ * Authentication comes first: an unsigned or mis-signed delivery is a 401 whatever its content,
+ * with one exception: a body nesting deeper than 64 levels is refused (400 FERRY_DOCUMENT_TOO_DEEP)
+ * as it is read, before its signature is checked. No tracker sends such a payload, the check is
+ * cheaper than an HMAC, and it says nothing about what a well-formed delivery looks like.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { documentBoundsProblem, boundsError } from '../core/document-bounds.ts';
 import { FerryError } from '../core/errors.ts';
 import { TRACKERS } from '../core/issue-ref.ts';
 import type { DeliveryHandler } from '../tracker/thread-service.ts';
@@ -20,7 +24,12 @@ export function registerHooks(app: FastifyInstance, deps: HookDeps): void {
   void app.register(
     async (scope) => {
       scope.removeAllContentTypeParsers();
-      const raw = (_request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void => done(null, body);
+      const raw = (_request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void => {
+        // Deliveries are JSON (parsed in src/tracker/thread-events.ts): bounded before anything parses them.
+        const problem = documentBoundsProblem(Buffer.isBuffer(body) ? body.toString('utf8') : body, 'json');
+        if (problem !== null) done(boundsError(problem));
+        else done(null, body);
+      };
       scope.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: deps.bodyLimit }, raw);
       // Any other type is read raw too, so that it is authenticated (401) before it is refused (400).
       scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: deps.bodyLimit }, raw);

@@ -1,5 +1,11 @@
-/** What the API shows of a migration: the record plus its attempts, events and artifacts. */
+/**
+ * What the API shows of a migration: the record plus its attempts, events and artifacts.
+ * A secret env value (`env: {NAME: {secret: ...}}` in the request) is never shown: the request's
+ * env shows SECRET_SHOWN in its place, and any free text that happens to contain it (an event's
+ * reason, a held detail, a step's argument) has it replaced the same way.
+ */
 import { describeActions } from '../core/recovery.ts';
+import type { MigrationRequest } from '../core/types.ts';
 import type { ArtifactRecord, AttemptRecord, EventRecord, MigrationRecord } from '../store/records.ts';
 import type { Store } from '../store/store.ts';
 
@@ -18,32 +24,69 @@ export function migrationSummary(m: MigrationRecord) {
   };
 }
 
+/** What the API, the CLI and threads show instead of a secret value. */
+export const SECRET_SHOWN = '(secret)';
+
+/** The secret values of a request, longest first (so that a secret inside another is not half-masked). */
+export function secretValues(request: MigrationRequest): string[] {
+  const names = request.secretEnv ?? [];
+  const values = names.map((n) => request.env[n]).filter((v): v is string => typeof v === 'string' && v.length > 0);
+  return [...new Set(values)].sort((a, b) => b.length - a.length);
+}
+
+/** `text` with every occurrence of a secret value replaced by SECRET_SHOWN. */
+export function maskText(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) if (out.includes(secret)) out = out.split(secret).join(SECRET_SHOWN);
+  return out;
+}
+
+/** Every string inside `value` masked (values of our own views: shallow and acyclic). */
+function maskDeep<T>(value: T, secrets: readonly string[]): T {
+  if (secrets.length === 0) return value;
+  if (typeof value === 'string') return maskText(value, secrets) as T;
+  if (Array.isArray(value)) return value.map((v: unknown) => maskDeep(v, secrets)) as T;
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskDeep(v, secrets)])) as T;
+  return value;
+}
+
+/** The request as shown: secret env values replaced by SECRET_SHOWN, everywhere in it. */
+export function requestView(request: MigrationRequest): MigrationRequest {
+  const secrets = secretValues(request);
+  const hidden = new Set(request.secretEnv ?? []);
+  if (hidden.size === 0) return request;
+  const env = Object.fromEntries(Object.entries(request.env).map(([k, v]) => [k, hidden.has(k) ? SECRET_SHOWN : maskText(v, secrets)]));
+  return { ...maskDeep({ ...request, env: {} }, secrets), env };
+}
+
 export async function migrationDetail(store: Store, m: MigrationRecord) {
   const [attempts, events, artifacts] = await Promise.all([store.listAttempts(m.id), store.listEvents(m.id), store.listArtifacts({ migrationId: m.id })]);
+  const secrets = secretValues(m.request);
   return {
     ...migrationSummary(m),
-    attempts: attempts.map(attemptView),
-    request: m.request,
+    attempts: attempts.map((a) => ({ ...attemptView(a), detail: maskDeep(a.detail, secrets) })),
+    request: requestView(m.request),
     verdict: m.verdict,
     filedBy: m.filedBy,
     failedStep: m.failedStep,
-    heldDetail: m.heldDetail,
-    checkpoint: m.checkpoint,
+    heldDetail: m.heldDetail === null ? null : maskText(m.heldDetail, secrets),
+    // Checkpoints are printed by the job, so they may contain what the job was given.
+    checkpoint: maskDeep(m.checkpoint, secrets),
     limitsEnforced: m.limitsEnforced,
     snapshot: m.snapshot,
-    next: m.next,
+    next: maskDeep(m.next, secrets),
     actions:
       m.state === 'held'
-        ? describeActions({
+        ? maskDeep(describeActions({
             attempts: m.attempts,
             failedStep: m.failedStep ?? 0,
             checkpoint: m.checkpoint && m.checkpoint.step === m.failedStep ? m.checkpoint.text : null,
             snapshotAt: m.snapshot?.at ?? null,
             hasWipeStep: m.request.wipe !== undefined,
             stepNames: m.request.steps.map((s) => s.name),
-          })
+          }), secrets)
         : null,
-    events: events.map(eventView),
+    events: events.map((e) => ({ ...eventView(e), reason: maskDeep(e.reason, secrets), detail: maskDeep(e.detail, secrets) })),
     artifacts: artifacts.map(artifactView),
   };
 }

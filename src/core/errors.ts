@@ -5,6 +5,16 @@
  */
 export const ERRORS = {
   FERRY_BAD_REQUEST: 400,
+  /** A JSON or YAML document nests deeper than the bound (64); refused before it is parsed. */
+  FERRY_DOCUMENT_TOO_DEEP: 400,
+  /** The request line or headers did not arrive in time (headersTimeout, requestTimeout). */
+  FERRY_REQUEST_TIMEOUT: 408,
+  /** A URL (or one of its parameters) is longer than the server accepts. */
+  FERRY_URI_TOO_LONG: 414,
+  /** The request headers are larger than the server accepts. */
+  FERRY_HEADERS_TOO_LARGE: 431,
+  /** This token already follows as many logs as it may (maxFollowers.perToken). */
+  FERRY_TOO_MANY_FOLLOWERS: 429,
   FERRY_INVALID_REQUEST: 422,
   FERRY_INVALID_QUANTITY: 422,
   FERRY_REJECTED: 422,
@@ -20,6 +30,8 @@ export const ERRORS = {
   FERRY_UNSUPPORTED_MEDIA_TYPE: 415,
   FERRY_INTERNAL: 500,
   FERRY_STORAGE_FULL: 503,
+  /** The server is at a shared bound (all log followers in use); try again later. */
+  FERRY_BUSY: 503,
 } as const;
 export type ErrorCode = keyof typeof ERRORS;
 

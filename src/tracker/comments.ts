@@ -95,6 +95,12 @@ export interface StatusView {
   /** The gate's reasons when it refused (rejected, or an action refused while held). */
   readonly gateReasons?: readonly RejectionReason[] | null | undefined;
   readonly updatedAt: string;
+  /**
+   * The request's secret env values (`env: {NAME: {secret: ...}}`). The job may print them, so the
+   * log tail, the checkpoint and the failure detail are shown with each replaced by `(secret)`.
+   * Default none.
+   */
+  readonly secretValues?: readonly string[] | undefined;
 }
 
 const CAUSES: Readonly<Record<FailureCause, string>> = {
@@ -109,7 +115,8 @@ const CAUSES: Readonly<Record<FailureCause, string>> = {
 const LOG_LINES = 40;
 const LOG_CHARS = 6000;
 
-export function renderStatusComment(view: StatusView): string {
+export function renderStatusComment(unmasked: StatusView): string {
+  const view = maskStatusView(unmasked);
   const out = [marker('status', view.migrationId), `### Ferry: migration ${code(view.migrationId)} — ${view.state}`, '', headline(view), ''];
   out.push(`- **State:** ${view.state}`);
   out.push(`- **Tenant:** ${code(view.tenant)}`);
@@ -156,6 +163,27 @@ function headline(view: StatusView): string {
     case 'cancelled':
       return 'Cancelled.';
   }
+}
+
+/** What a thread shows instead of a secret value. */
+const SECRET_SHOWN = '(secret)';
+
+/** The view with every secret value replaced in the text that comes from the job. */
+function maskStatusView(view: StatusView): StatusView {
+  // Longest first, so that a secret inside another is not half shown.
+  const secrets = [...new Set(view.secretValues ?? [])].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
+  if (secrets.length === 0 || !view.held) return view;
+  const mask = (text: string): string => secrets.reduce((t, secret) => t.split(secret).join(SECRET_SHOWN), text);
+  const { held } = view;
+  return {
+    ...view,
+    held: {
+      ...held,
+      logTail: mask(held.logTail),
+      detail: held.detail === null || held.detail === undefined ? held.detail : mask(held.detail),
+      facts: { ...held.facts, checkpoint: held.facts.checkpoint === null ? null : mask(held.facts.checkpoint) },
+    },
+  };
 }
 
 function heldSection(held: HeldView, migrationId: string): string[] {

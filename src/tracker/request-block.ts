@@ -4,6 +4,7 @@
  * thread the block lives in is the issue. If it is there it must name that same thread.
  */
 import { parseDocument } from 'yaml';
+import { documentBoundsProblem, valueDepthProblem } from '../core/document-bounds.ts';
 import { FerryError } from '../core/errors.ts';
 import { parseIssueRef, type IssueRef } from '../core/issue-ref.ts';
 import { parseMigrationRequest } from '../core/request-schema.ts';
@@ -81,6 +82,9 @@ export function readRequestBlock(body: string, threadRef: string): Record<string
   if (block === null) return null;
   const thread = parseIssueRef(threadRef);
 
+  // Before parsing: a deeply nested block would overflow the YAML parser's stack (and can abort Node).
+  const bounds = documentBoundsProblem(block.source, 'yaml', { maxLength: MAX_BLOCK });
+  if (bounds !== null) throw new FerryError(bounds.kind === 'depth' ? 'FERRY_DOCUMENT_TOO_DEEP' : 'FERRY_INVALID_REQUEST', `the ferry block starting at line ${block.firstLine} of the issue: ${bounds.message}`, { line: block.firstLine });
   const doc = parseDocument(block.source, { prettyErrors: true, uniqueKeys: true });
   const [error] = doc.errors;
   if (error !== undefined) {
@@ -92,7 +96,15 @@ export function readRequestBlock(body: string, threadRef: string): Record<string
       { line, blockLine },
     );
   }
-  const value: unknown = doc.toJS({ maxAliasCount: 100 });
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // yaml throws on alias expansion past maxAliasCount (a "billion laughs" block).
+    throw new FerryError('FERRY_INVALID_REQUEST', `the ferry block starting at line ${block.firstLine} of the issue cannot be read: ${firstSentence((err as Error).message)}; write it without repeating anchors`, { line: block.firstLine });
+  }
+  const expanded = valueDepthProblem(value);
+  if (expanded !== null) throw new FerryError('FERRY_DOCUMENT_TOO_DEEP', `the ferry block starting at line ${block.firstLine} of the issue, with its aliases expanded: ${expanded.message}`, { line: block.firstLine });
   if (value === null || value === undefined) {
     throw new FerryError('FERRY_INVALID_REQUEST', `the ferry block starting at line ${block.firstLine} of the issue is empty; write the request in it (tenant, peak, steps)`, {
       line: block.firstLine,
