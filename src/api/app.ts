@@ -213,9 +213,9 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   app.put<{ Params: { id: string } }>('/v1/tenants/:id', { onRequest: auth('admin') }, async (request, reply) => {
     const id = tenantParam(request.params.id);
     if (!inScope(principalOf(request), id)) throw noTenant(id);
-    const { tenant, created } = await runner.putTenant(id, request.body);
+    const { tenant, created, handedOver } = await runner.putTenant(id, request.body);
     reply.code(created ? 201 : 200);
-    return tenant;
+    return { ...tenant, handedOver };
   });
   app.get('/v1/tenants', { onRequest: auth('filer') }, async (request) => {
     const principal = principalOf(request);

@@ -73,6 +73,7 @@ export async function migrationDetail(store: Store, m: MigrationRecord) {
     // Checkpoints are printed by the job, so they may contain what the job was given.
     checkpoint: maskDeep(m.checkpoint, secrets),
     limitsEnforced: m.limitsEnforced,
+    isolated: m.isolated,
     snapshot: m.snapshot,
     next: maskDeep(m.next, secrets),
     actions:

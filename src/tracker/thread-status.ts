@@ -58,6 +58,8 @@ export async function statusView(store: Store, m: MigrationRecord, trackers: Rea
     held,
     waitingFor,
     gateReasons: gateRefused ? m.verdict.reasons : null,
+    // The job may have printed a secret value: the comment masks it wherever job output is quoted.
+    secretValues: (m.request.secretEnv ?? []).map((name) => m.request.env[name] ?? ''),
     updatedAt: m.updatedAt,
   };
 }

@@ -221,9 +221,10 @@ void describe('bad input gets a 4xx and changes nothing', () => {
   });
 
   void test('a dimension the tenant has no steady-state for is refused (fail closed)', async () => {
-    const res = await ferry.api('POST', '/v1/migrations', good({ peak: { cpu: '1', memory: '1Gi', 'ephemeral-storage': '1Gi' } }));
+    // pids is a dimension the process substrate enforces, so the only reason is the missing steady-state.
+    const res = await ferry.api('POST', '/v1/migrations', good({ peak: { cpu: '1', memory: '1Gi', pids: 100 } }));
     const body = assertProblem(res, 422, 'FERRY_REJECTED');
-    assert.deepEqual((body.reasons as Array<Record<string, unknown>>).map((r) => [r.code, r.dimension]), [['NO_STEADY_STATE', 'ephemeral-storage']]);
+    assert.deepEqual((body.reasons as Array<Record<string, unknown>>).map((r) => [r.code, r.dimension]), [['NO_STEADY_STATE', 'pids']]);
   });
 
   // ── tenants ──
