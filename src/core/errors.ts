@@ -18,6 +18,11 @@ export const ERRORS = {
   FERRY_INVALID_REQUEST: 422,
   FERRY_INVALID_QUANTITY: 422,
   FERRY_REJECTED: 422,
+  /** A `/ferry` command in an issue comment cannot be read; Ferry answers in the thread with what to write instead. */
+  FERRY_UNKNOWN_COMMAND: 422,
+  FERRY_MISSING_REASON: 422,
+  FERRY_TOO_MANY_COMMANDS: 422,
+  FERRY_REASON_TOO_LONG: 422,
   FERRY_UNAUTHENTICATED: 401,
   FERRY_FORBIDDEN: 403,
   FERRY_NOT_FOUND: 404,
@@ -29,9 +34,15 @@ export const ERRORS = {
   FERRY_PAYLOAD_TOO_LARGE: 413,
   FERRY_UNSUPPORTED_MEDIA_TYPE: 415,
   FERRY_INTERNAL: 500,
+  /** A tracker refused a comment for good (a 4xx other than 408/429, or an answer Ferry cannot use); the outbox gives it up. */
+  FERRY_TRACKER_PERMANENT: 502,
+  /** A tracker could not take a comment now (no answer, 5xx, 408, 429, a rate limit); the outbox tries again later. */
+  FERRY_TRACKER_RETRYABLE: 503,
   FERRY_STORAGE_FULL: 503,
   /** The server is at a shared bound (all log followers in use); try again later. */
   FERRY_BUSY: 503,
+  /** The container engine (Docker, or Podman's API service) did not answer at start; start it or point Ferry at its socket. */
+  FERRY_ENGINE_UNAVAILABLE: 503,
 } as const;
 export type ErrorCode = keyof typeof ERRORS;
 

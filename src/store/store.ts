@@ -18,6 +18,8 @@ import type {
   TenantRecord,
 } from './records.ts';
 import type { AttemptsTable, Database, MigrationsTable } from './schema.ts';
+import { ThreadRecords } from './thread-records.ts';
+import { isUniqueViolation, type UniqueIndex } from './unique-violation.ts';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -71,8 +73,11 @@ export interface NewMigration {
 export type TransitionListener = (m: MigrationRecord, from: MigrationState, event: EventInput) => void;
 
 export class Store {
-  readonly db: Kysely<Database>;
   readonly dialect: SqlDialect;
+  /** The tracker tables (deliveries, threads, outbox, status comments). */
+  readonly threads: ThreadRecords;
+  // Private: every query on Ferry's tables goes through the Store; tests reach past it only through raw-database-for-tests.ts.
+  private readonly db: Kysely<Database>;
   private readonly listeners = new Set<TransitionListener>();
 
   /** Listen to committed transitions; returns the function that stops listening. */
@@ -84,6 +89,7 @@ export class Store {
   constructor(db: Kysely<Database>, dialect: SqlDialect) {
     this.db = db;
     this.dialect = dialect;
+    this.threads = new ThreadRecords(db);
   }
 
   async close(): Promise<void> {
@@ -348,7 +354,7 @@ export class Store {
       }
       return row;
     } catch (err) {
-      if (isUniqueViolation(err, 'one_holder_per_tenant')) {
+      if (isUniqueViolation(err, ONE_HOLDER_PER_TENANT)) {
         throw new FerryError('FERRY_TENANT_BUSY', `the tenant of migration ${args.id} is held by another migration; it waits until that one is final`, { id: args.id }, { cause: err });
       }
       throw err;
@@ -620,13 +626,8 @@ function patchColumns(p: MigrationPatch): Partial<MigrationsTable> {
   return set;
 }
 
-function isUniqueViolation(err: unknown, index: string): boolean {
-  if (!(err instanceof Error)) return false;
-  const e = err as Error & { code?: string; constraint?: string };
-  if (e.code === '23505') return e.constraint === index; // PostgreSQL
-  // SQLite names the columns, not the index; `tenant` is unique only through one_holder_per_tenant.
-  return e.code === 'SQLITE_CONSTRAINT_UNIQUE' && e.message.includes('migrations.tenant');
-}
+// `migrations.tenant` is unique only through this partial index, so SQLite's column name identifies it.
+const ONE_HOLDER_PER_TENANT: UniqueIndex = { name: 'one_holder_per_tenant', sqliteColumns: 'migrations.tenant' };
 
 function migrationRecord(r: Selectable<MigrationsTable>): MigrationRecord {
   return {

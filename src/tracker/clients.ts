@@ -7,6 +7,7 @@
  */
 import { Octokit } from '@octokit/rest';
 import { z } from 'zod';
+import { FerryError, type ErrorCode } from '../core/errors.ts';
 import { parseIssueRef, type IssueRef, type TrackerKind } from '../core/issue-ref.ts';
 
 export interface TrackerClient {
@@ -17,14 +18,17 @@ export interface TrackerClient {
   updateComment(issue: string, commentId: string, body: string): Promise<void>;
 }
 
-export type TrackerErrorCode = 'FERRY_TRACKER_RETRYABLE' | 'FERRY_TRACKER_PERMANENT';
+export type TrackerErrorCode = Extract<ErrorCode, 'FERRY_TRACKER_RETRYABLE' | 'FERRY_TRACKER_PERMANENT'>;
 
-/** A tracker call that failed. `status` is the tracker's HTTP status, `null` when no response came. */
-export class TrackerError extends Error {
-  readonly code: TrackerErrorCode;
+/**
+ * A tracker call that failed. `status` is the catalogue's (502 permanent, 503 retryable), as for
+ * every FerryError; `trackerStatus` is what the tracker answered, `null` when no response came.
+ */
+export class TrackerError extends FerryError {
+  declare readonly code: TrackerErrorCode;
   readonly retryable: boolean;
   readonly tracker: TrackerKind;
-  readonly status: number | null;
+  readonly trackerStatus: number | null;
   /** From `Retry-After` (seconds or a date), when the tracker sent one. */
   readonly retryAfterMs: number | null;
   readonly method: string;
@@ -34,12 +38,16 @@ export class TrackerError extends Error {
     init: { tracker: TrackerKind; retryable: boolean; status: number | null; method: string; path: string; retryAfterMs?: number | null; message: string },
     options?: { cause?: unknown },
   ) {
-    super(init.message, options);
+    super(
+      init.retryable ? 'FERRY_TRACKER_RETRYABLE' : 'FERRY_TRACKER_PERMANENT',
+      init.message,
+      { tracker: init.tracker, trackerStatus: init.status, method: init.method, path: init.path, retryAfterMs: init.retryAfterMs ?? null },
+      options,
+    );
     this.name = 'TrackerError';
-    this.code = init.retryable ? 'FERRY_TRACKER_RETRYABLE' : 'FERRY_TRACKER_PERMANENT';
     this.retryable = init.retryable;
     this.tracker = init.tracker;
-    this.status = init.status;
+    this.trackerStatus = init.status;
     this.retryAfterMs = init.retryAfterMs ?? null;
     this.method = init.method;
     this.path = init.path;

@@ -5,16 +5,20 @@
  * example is never run). One command per comment: two commands in one comment would leave their
  * order and partial failure ambiguous, so such a comment is refused as a whole.
  */
+import type { ErrorCode } from '../core/errors.ts';
+import { roleAtLeast, type Role } from '../core/roles.ts';
 import { RECOVERY_ACTIONS, type RecoveryAction } from '../core/types.ts';
-
-export type Role = 'filer' | 'operator' | 'admin';
 
 export type FerryCommand =
   | { readonly name: 'approve' | 'cancel' | 'status'; readonly note: string | null; readonly line: string }
   | { readonly name: RecoveryAction; readonly reason: string; readonly line: string };
 
-export type CommandErrorCode = 'FERRY_UNKNOWN_COMMAND' | 'FERRY_MISSING_REASON' | 'FERRY_TOO_MANY_COMMANDS' | 'FERRY_REASON_TOO_LONG';
+export type CommandErrorCode = Extract<ErrorCode, 'FERRY_UNKNOWN_COMMAND' | 'FERRY_MISSING_REASON' | 'FERRY_TOO_MANY_COMMANDS' | 'FERRY_REASON_TOO_LONG'>;
 
+/**
+ * A command that cannot be read. A value, not a thrown FerryError: it is answered in the thread
+ * (a refusal reply) and never raised to a caller; its code is still one of the catalogue's.
+ */
 export interface CommandError {
   readonly code: CommandErrorCode;
   /** The offending command line, as written. */
@@ -126,8 +130,6 @@ export interface RoleConfig {
 
 export type Authorisation = { readonly ok: true; readonly role: Role } | { readonly ok: false; readonly code: 'FERRY_FORBIDDEN'; readonly message: string };
 
-const RANK: Readonly<Record<Role, number>> = { filer: 1, operator: 2, admin: 3 };
-
 /** The highest role a user holds, or null. Names compare case-insensitively, as trackers treat them. */
 export function roleOf(user: string, config: RoleConfig): Role | null {
   const name = user.trim().toLowerCase();
@@ -144,7 +146,7 @@ export function roleOf(user: string, config: RoleConfig): Role | null {
 /** Whether `user` may act with `role` (admin ⊇ operator ⊇ filer); a refusal says who may. */
 export function authorise(user: string, role: Role, config: RoleConfig): Authorisation {
   const held = roleOf(user, config);
-  if (held !== null && RANK[held] >= RANK[role]) return { ok: true, role: held };
+  if (held !== null && roleAtLeast(held, role)) return { ok: true, role: held };
   return {
     ok: false,
     code: 'FERRY_FORBIDDEN',

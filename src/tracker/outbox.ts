@@ -10,32 +10,20 @@
  * - A row is marked sent right after the tracker accepted it. A graceful stop waits for the send in
  *   flight, so stop/start never sends twice. Only a hard crash between the tracker's answer and that
  *   write can: the comment is then posted again after the restart (at least once, never lost).
- * - Status rows are coalesced (see enqueueStatus): the first send creates the comment and records
+ * - Status rows are coalesced (see ThreadRecords.enqueueStatus): the first send creates the comment and records
  *   its id, later ones edit it; only the latest body is sent.
  */
-import type { Kysely } from 'kysely';
 import { coerceError } from '../core/errors.ts';
 import type { TrackerKind } from '../core/issue-ref.ts';
-import type { Database } from '../store/schema.ts';
+import type { OutboxRow, ThreadRecords } from '../store/thread-records.ts';
 import { TrackerError, type TrackerClient } from './clients.ts';
 import type { OutboxSettings } from './tracker-config.ts';
-import {
-  forgetStatusComment,
-  makePendingDue,
-  markFailed,
-  markRetry,
-  markSent,
-  pendingRows,
-  prune,
-  saveStatusComment,
-  statusCommentId,
-  type OutboxRow,
-} from './thread-store.ts';
 
-type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
 export interface OutboxSenderOptions {
-  readonly db: Kysely<Database>;
+  /** The store's tracker tables (`store.threads`). */
+  readonly records: ThreadRecords;
   /** Clients of the trackers Ferry may write to (those with a token). */
   readonly clients: Readonly<Partial<Record<TrackerKind, TrackerClient>>>;
   readonly settings: OutboxSettings;
@@ -63,8 +51,8 @@ export class OutboxSender {
 
   async start(): Promise<void> {
     this.stopped = false;
-    await prune(this.opts.db, new Date(this.now().getTime() - KEEP_MS));
-    await makePendingDue(this.opts.db, this.now());
+    await this.opts.records.prune(new Date(this.now().getTime() - KEEP_MS));
+    await this.opts.records.makePendingDue(this.now());
     this.poke();
   }
 
@@ -108,7 +96,7 @@ export class OutboxSender {
   }
 
   private async pass(): Promise<void> {
-    const rows = await pendingRows(this.opts.db);
+    const rows = await this.opts.records.pendingRows();
     const threads = new Set<string>();
     let soonest = this.now().getTime() + (this.opts.pollMs ?? 30_000);
     let sent = false;
@@ -130,37 +118,33 @@ export class OutboxSender {
   }
 
   private async send(row: OutboxRow): Promise<void> {
-    const { db } = this.opts;
+    const { records } = this.opts;
     const client = this.opts.clients[row.tracker];
     const attempts = row.attempts + 1;
     if (client === undefined) {
-      await markFailed(db, row.id, attempts, `no API token is configured for ${row.tracker}; set trackers.${row.tracker}.token`, this.now());
+      await records.markFailed(row.id, attempts, `no API token is configured for ${row.tracker}; set trackers.${row.tracker}.token`, this.now());
       return;
     }
     if (this.now().getTime() - Date.parse(row.createdAt) > this.opts.settings.giveUpAfterMs) {
-      await markFailed(db, row.id, row.attempts, `given up after ${row.attempts} attempts: ${row.lastError ?? 'no answer'}`, this.now());
+      await records.markFailed(row.id, row.attempts, `given up after ${row.attempts} attempts: ${row.lastError ?? 'no answer'}`, this.now());
       this.opts.log?.('warn', `tracker outbox: gave up on a comment for ${row.issue}`, { id: row.id, error: row.lastError });
       return;
     }
     let commentId: string | null = null;
     try {
       if (row.kind === 'status' && row.migrationId !== null) {
-        commentId = await statusCommentId(db, row.migrationId);
+        commentId = await records.statusCommentId(row.migrationId);
         if (commentId !== null) {
           await client.updateComment(row.issue, commentId, row.body);
-          await markSent(db, row.id, row.version, commentId, this.now());
+          await records.markSent(row.id, row.version, commentId, this.now());
         } else {
           const created = await client.createComment(row.issue, row.body);
-          const migrationId = row.migrationId;
-          // The comment id first, in the same transaction as the mark: a newer body then edits it.
-          await db.transaction().execute(async (trx) => {
-            await saveStatusComment(trx, { migrationId, tracker: row.tracker, issue: row.issue, commentId: created.id }, this.now());
-            await markSent(trx, row.id, row.version, created.id, this.now());
-          });
+          // The comment id is recorded with the mark, in one transaction: a newer body then edits it.
+          await records.markStatusCommentCreated({ ...row, migrationId: row.migrationId }, created.id, this.now());
         }
       } else {
         const created = await client.createComment(row.issue, row.body);
-        await markSent(db, row.id, row.version, created.id, this.now());
+        await records.markSent(row.id, row.version, created.id, this.now());
       }
     } catch (err) {
       const e = coerceError(err);
@@ -168,17 +152,17 @@ export class OutboxSender {
         const backoff = Math.min(this.opts.settings.retryMaxMs, this.opts.settings.retryBaseMs * 2 ** Math.min(30, attempts - 1));
         const jittered = Math.round(backoff * (0.8 + Math.random() * 0.4));
         const delay = Math.min(Math.max(jittered, err.retryAfterMs ?? 0), 3_600_000);
-        await markRetry(db, row.id, attempts, new Date(this.now().getTime() + delay), e.message, this.now());
+        await records.markRetry(row.id, attempts, new Date(this.now().getTime() + delay), e.message, this.now());
         this.opts.log?.('warn', `tracker outbox: ${e.message}; retrying in ${delay} ms`, { id: row.id, issue: row.issue, attempts });
         return;
       }
-      if (err instanceof TrackerError && err.status === 404 && row.kind === 'status' && commentId !== null && row.migrationId !== null) {
+      if (err instanceof TrackerError && err.trackerStatus === 404 && row.kind === 'status' && commentId !== null && row.migrationId !== null) {
         // Someone deleted the status comment: post a new one rather than give up on the thread.
-        await forgetStatusComment(db, row.migrationId);
-        await markRetry(db, row.id, attempts, this.now(), e.message, this.now());
+        await records.forgetStatusComment(row.migrationId);
+        await records.markRetry(row.id, attempts, this.now(), e.message, this.now());
         return;
       }
-      await markFailed(db, row.id, attempts, e.message, this.now());
+      await records.markFailed(row.id, attempts, e.message, this.now());
       this.opts.log?.('error', `tracker outbox: gave up on a comment for ${row.issue}: ${e.message}`, { id: row.id });
     }
   }

@@ -10,7 +10,6 @@ import type { MigrationRecord } from '../store/records.ts';
 import type { Store } from '../store/store.ts';
 import type { HeldView, StatusView, TenantHolderView } from './comments.ts';
 import { threadWebUrl, type TrackerSettings } from './tracker-config.ts';
-import { threadUrl } from './thread-store.ts';
 import type { TrackerKind } from '../core/issue-ref.ts';
 
 /** Bytes read from the end of a log file for the tail (the renderer keeps the last 40 lines). */
@@ -66,7 +65,7 @@ export async function statusView(store: Store, m: MigrationRecord, trackers: Rea
 
 /** The thread's web address: as the tracker last sent it, else derived from the configuration. */
 export async function issueUrl(store: Store, issue: string, trackers: Readonly<Record<TrackerKind, TrackerSettings>>): Promise<string> {
-  const known = await threadUrl(store.db, issue);
+  const known = await store.threads.threadUrl(issue);
   if (known !== null) return known;
   const ref = parseIssueRef(issue);
   return threadWebUrl(trackers[ref.tracker], ref.repo, ref.number) ?? issue;

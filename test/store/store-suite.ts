@@ -9,6 +9,7 @@ import { admit } from '../../src/core/admission.ts';
 import { FerryError, type ErrorCode } from '../../src/core/errors.ts';
 import { TRANSITIONS, holdsTenant, type LifecycleEvent } from '../../src/core/lifecycle.ts';
 import { MIGRATION_STATES, type MigrationRequest, type MigrationState, type Resources, type Verdict } from '../../src/core/types.ts';
+import { rawDatabaseForTests } from '../../src/store/raw-database-for-tests.ts';
 import type { MigrationRecord } from '../../src/store/records.ts';
 import type { Store } from '../../src/store/store.ts';
 
@@ -616,11 +617,11 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       await s.tenant('shop');
       const m = await s.file('m-a-00000001', 'shop');
       for (const set of [{ state: 'paused' }, { held_cause: 'tired' }, { next_restore: 'magic' }]) {
-        await assert.rejects(s.store.db.updateTable('migrations').set(set).where('id', '=', m.id).execute(), /must be one of|violates check constraint/);
+        await assert.rejects(rawDatabaseForTests(s.store).updateTable('migrations').set(set).where('id', '=', m.id).execute(), /must be one of|violates check constraint/);
       }
       assert.equal((await s.store.requireMigration(m.id)).state, 'filed');
       // A known value passes the same check.
-      await s.store.db.updateTable('migrations').set({ held_cause: 'gate' }).where('id', '=', m.id).execute();
+      await rawDatabaseForTests(s.store).updateTable('migrations').set({ held_cause: 'gate' }).where('id', '=', m.id).execute();
     });
 
     void test('the unique index one_holder_per_tenant holds exactly where core holdsTenant() says', async (t) => {
@@ -634,7 +635,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
         for (const attempts of [0, 1]) {
           const id = `m-x-${String(n++).padStart(8, '0')}`;
           await s.file(id, 'shop');
-          const second = s.store.db.updateTable('migrations').set({ state, attempts }).where('id', '=', id).execute();
+          const second = rawDatabaseForTests(s.store).updateTable('migrations').set({ state, attempts }).where('id', '=', id).execute();
           if (holdsTenant(state, attempts)) await assert.rejects(second, /unique/i, `${state} with ${attempts} attempts holds the tenant: the index must refuse a second holder`);
           else await second;
         }

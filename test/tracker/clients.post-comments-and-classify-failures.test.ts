@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { ERRORS, FerryError } from '../../src/core/errors.ts';
 import type { TrackerKind } from '../../src/core/issue-ref.ts';
 import { createTrackerClient, TrackerError, type TrackerClient } from '../../src/tracker/clients.ts';
 import { startRecorder, type Recorder } from './helpers.ts';
@@ -62,7 +63,7 @@ async function withServer(c: Case, run: (client: TrackerClient, server: Recorder
   }
 }
 
-async function rejectsWith(promise: Promise<unknown>, expected: Partial<Pick<TrackerError, 'retryable' | 'status' | 'code' | 'retryAfterMs'>>): Promise<TrackerError> {
+async function rejectsWith(promise: Promise<unknown>, expected: Partial<Pick<TrackerError, 'retryable' | 'trackerStatus' | 'code' | 'retryAfterMs'>>): Promise<TrackerError> {
   let caught: unknown;
   try {
     await promise;
@@ -70,6 +71,10 @@ async function rejectsWith(promise: Promise<unknown>, expected: Partial<Pick<Tra
     caught = err;
   }
   assert.ok(caught instanceof TrackerError, `expected a TrackerError, got ${String(caught)}`);
+  // One catalogue: a tracker failure is a FerryError whose code and status come from it.
+  assert.ok(caught instanceof FerryError);
+  assert.equal(caught.status, ERRORS[caught.code]);
+  assert.equal(caught.code, caught.retryable ? 'FERRY_TRACKER_RETRYABLE' : 'FERRY_TRACKER_PERMANENT');
   for (const [key, value] of Object.entries(expected)) assert.equal(caught[key as keyof TrackerError], value, key);
   return caught;
 }
@@ -102,7 +107,7 @@ for (const c of CASES) {
   void test(`${c.tracker}: a 500 is retryable and the client does not retry on its own; the next call succeeds`, async () => {
     await withServer(c, async (client, server) => {
       server.queue.push({ status: 500, body: { message: 'internal error' } });
-      const err = await rejectsWith(client.createComment(c.issue, 'x'), { retryable: true, status: 500, code: 'FERRY_TRACKER_RETRYABLE' });
+      const err = await rejectsWith(client.createComment(c.issue, 'x'), { retryable: true, trackerStatus: 500, code: 'FERRY_TRACKER_RETRYABLE' });
       assert.match(err.message, /500/);
       assert.equal(server.requests.length, 1);
       assert.deepEqual(await client.createComment(c.issue, 'x'), { id: c.commentId });
@@ -113,15 +118,15 @@ for (const c of CASES) {
   void test(`${c.tracker}: a 429 is retryable and carries Retry-After`, async () => {
     await withServer(c, async (client, server) => {
       server.queue.push({ status: 429, body: { message: 'slow down' }, headers: { 'retry-after': '7' } });
-      await rejectsWith(client.updateComment(c.issue, c.commentId, 'x'), { retryable: true, status: 429, retryAfterMs: 7000 });
+      await rejectsWith(client.updateComment(c.issue, c.commentId, 'x'), { retryable: true, trackerStatus: 429, retryAfterMs: 7000 });
     });
   });
 
   void test(`${c.tracker}: a 404 or 422 is permanent, with the status`, async () => {
     await withServer(c, async (client, server) => {
       server.queue.push({ status: 404, body: { message: 'Not Found' } }, { status: 422, body: { message: 'Validation Failed' } });
-      await rejectsWith(client.createComment(c.issue, 'x'), { retryable: false, status: 404, code: 'FERRY_TRACKER_PERMANENT' });
-      await rejectsWith(client.updateComment(c.issue, c.commentId, 'x'), { retryable: false, status: 422 });
+      await rejectsWith(client.createComment(c.issue, 'x'), { retryable: false, trackerStatus: 404, code: 'FERRY_TRACKER_PERMANENT' });
+      await rejectsWith(client.updateComment(c.issue, c.commentId, 'x'), { retryable: false, trackerStatus: 422 });
     });
   });
 
@@ -130,13 +135,13 @@ for (const c of CASES) {
     const base = c.base(server.baseUrl);
     await server.close();
     const client = createTrackerClient(c.tracker, { token: c.token, baseUrl: base, timeoutMs: 5000 });
-    await rejectsWith(client.createComment(c.issue, 'x'), { retryable: true, status: null });
+    await rejectsWith(client.createComment(c.issue, 'x'), { retryable: true, trackerStatus: null });
   });
 
   void test(`${c.tracker}: a ref of another tracker is refused before any request`, async () => {
     await withServer(c, async (client, server) => {
       const other = c.tracker === 'github' ? 'gitlab:group/repo#1' : 'github:acme/platform#1';
-      await rejectsWith(client.createComment(other, 'x'), { retryable: false, status: null });
+      await rejectsWith(client.createComment(other, 'x'), { retryable: false, trackerStatus: null });
       assert.equal(server.requests.length, 0);
     });
   });
@@ -146,8 +151,8 @@ void test("github: a 403 that is GitHub's rate limit is retryable; any other 403
   const c = CASES[0] as Case;
   await withServer(c, async (client, server) => {
     server.queue.push({ status: 403, body: { message: 'API rate limit exceeded' }, headers: { 'x-ratelimit-remaining': '0' } });
-    await rejectsWith(client.createComment(c.issue, 'x'), { retryable: true, status: 403 });
+    await rejectsWith(client.createComment(c.issue, 'x'), { retryable: true, trackerStatus: 403 });
     server.queue.push({ status: 403, body: { message: 'Resource not accessible by integration' }, headers: { 'x-ratelimit-remaining': '4999' } });
-    await rejectsWith(client.createComment(c.issue, 'x'), { retryable: false, status: 403 });
+    await rejectsWith(client.createComment(c.issue, 'x'), { retryable: false, trackerStatus: 403 });
   });
 });

@@ -5,7 +5,7 @@ import type { TestContext } from 'node:test';
 import { removeDir, startFerry, waitFor, type Ferry } from '../../support/harness.ts';
 import type { TrackerKind } from '../../../src/core/issue-ref.ts';
 import type { RawTrackerOptions } from '../../../src/tracker/tracker-config.ts';
-import { listOutbox } from '../../../src/tracker/thread-store.ts';
+import { rawDatabaseForTests } from '../../../src/store/raw-database-for-tests.ts';
 import { body as rawBody, giteaSignature, githubSignature, startRecorder, type RecordedRequest, type Recorder } from '../helpers.ts';
 
 export const SECRET = 'hook-secret-0123456789';
@@ -243,7 +243,15 @@ export async function deliverOk(ferry: Ferry, kind: TrackerKind, delivery: Deliv
 
 /** Wait until the outbox has nothing pending (everything accepted or given up). */
 export async function outboxDrained(ferry: Ferry): Promise<void> {
-  await waitFor('the outbox to drain', async () => (await listOutbox(ferry.service.store.db, { state: 'pending' })).length === 0);
+  await waitFor('the outbox to drain', async () => (await outboxRows(ferry, { state: 'pending' })).length === 0);
+}
+
+/** The outbox table as it is, oldest first (the Store exposes only what the sender needs). */
+export async function outboxRows(ferry: Ferry, filter: { issue?: string; state?: 'pending' | 'sent' | 'failed' } = {}) {
+  let q = rawDatabaseForTests(ferry.service.store).selectFrom('tracker_outbox').selectAll();
+  if (filter.issue !== undefined) q = q.where('issue', '=', filter.issue);
+  if (filter.state !== undefined) q = q.where('state', '=', filter.state);
+  return q.orderBy('id').execute();
 }
 
 /** Everything Ferry keeps about migrations, as the API shows it: compared before and after refused input. */
@@ -251,8 +259,8 @@ export async function snapshotState(ferry: Ferry): Promise<unknown> {
   const list = await ferry.api('GET', '/v1/migrations');
   const details = [];
   for (const m of list.body as Array<{ id: string }>) details.push((await ferry.api('GET', `/v1/migrations/${m.id}`)).body);
-  const outbox = await listOutbox(ferry.service.store.db);
-  const deliveries = await ferry.service.store.db.selectFrom('tracker_deliveries').selectAll().execute();
+  const outbox = await outboxRows(ferry);
+  const deliveries = await rawDatabaseForTests(ferry.service.store).selectFrom('tracker_deliveries').selectAll().execute();
   return { list: list.body, details, outbox: outbox.length, deliveries: deliveries.length };
 }
 

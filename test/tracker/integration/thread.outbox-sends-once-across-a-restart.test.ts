@@ -3,7 +3,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { removeDir, waitFor, type Ferry } from '../../support/harness.ts';
-import { listOutbox } from '../../../src/tracker/thread-store.ts';
 import {
   commentDelivery,
   deliver,
@@ -11,6 +10,7 @@ import {
   issueDelivery,
   migrationsOf,
   outboxDrained,
+  outboxRows,
   refOf,
   registerTenant,
   requestBody,
@@ -38,8 +38,8 @@ void test('a pending comment is sent once by the next service after a restart; a
   tracker.recorder.queue.push({ status: 500, body: { message: 'Server Error' } });
   await deliverOk(ferry, 'github', issueDelivery(thread, 'opened', requestBody([{ name: 'hello', run: ['sh', '-c', 'echo hi'] }]), 'alice'));
   await waitFor('the failed attempt to be recorded', async () => {
-    const [row] = await listOutbox(ferry.service.store.db, { issue });
-    return row !== undefined && row.state === 'pending' && row.attempts === 1;
+    const [row] = await outboxRows(ferry, { issue });
+    return row !== undefined && row.state === 'pending' && Number(row.attempts) === 1;
   });
   assert.equal(tracker.recorder.requests.length, 1);
   assert.equal(tracker.comments.length, 0);

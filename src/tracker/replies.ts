@@ -1,7 +1,9 @@
 /**
- * The thread comments comments.ts does not cover: a request that could not be read, replies to a
- * filing or an edit, notes on a closed thread, the status reply, and the one comment that asks the
- * operators to act on a held migration. Same rules: a hidden marker first, user text in code spans.
+ * Short comments addressed to people by name: to the author of a request that could not be read,
+ * notes answering a filing, an edit or a command on a closed thread, the answer to `/ferry status`,
+ * and the one comment that asks the operators to act on a held migration. The standing comments
+ * (verdict, status, closure summary, command refusals) are in comments.ts. Same rules: a hidden
+ * marker first, user text in code spans.
  */
 import type { FailureCause, MigrationState } from '../core/types.ts';
 import { code } from './comments.ts';
