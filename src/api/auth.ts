@@ -1,6 +1,6 @@
 /**
- * Bearer tokens with roles: `filer` (file, check, read) ⊂ `operator` (approve, act, cancel, close
- * issues) ⊂ `admin` (tenants). Tokens are kept as SHA-256 digests; the admin token of an embedded
+ * Bearer tokens with roles (src/core/roles.ts): `filer` (file, check, read) ⊂ `operator` (approve,
+ * act, cancel, close issues) ⊂ `admin` (tenants). Tokens are kept as SHA-256 digests; the admin token of an embedded
  * install is written to <dataDir>/token (mode 0600) on first start.
  *
  * A token of the tokens file may be limited to tenants (`tenants: [shop, blog]`): it then sees and
@@ -15,9 +15,7 @@ import { z } from 'zod';
 import { assertDocumentBounds, assertValueBounds } from '../core/document-bounds.ts';
 import { FerryError } from '../core/errors.ts';
 import { TENANT_ID } from '../core/request-schema.ts';
-
-export const ROLES = ['filer', 'operator', 'admin'] as const;
-export type Role = (typeof ROLES)[number];
+import { ROLES, roleAtLeast, type Role } from '../core/roles.ts';
 
 export interface Principal {
   readonly name: string;
@@ -73,8 +71,9 @@ export class TokenRegistry {
   }
 }
 
+/** Refuses (403) a principal below `needed`. */
 export function requireRole(principal: Principal, needed: Role): void {
-  if (ROLES.indexOf(principal.role) < ROLES.indexOf(needed)) {
+  if (!roleAtLeast(principal.role, needed)) {
     throw new FerryError('FERRY_FORBIDDEN', `${principal.name} has role ${principal.role}; this needs ${needed} or above`, { role: principal.role, needed });
   }
 }

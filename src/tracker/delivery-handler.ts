@@ -38,7 +38,7 @@ export interface DeliveryAck {
   readonly outcome: 'applied' | 'duplicate' | 'ignored';
 }
 
-/** Receives verified-or-not deliveries; src/api/hooks.ts calls it with the raw body. */
+/** Receives verified-or-not deliveries; src/api/webhook-routes.ts calls it with the raw body. */
 export interface DeliveryHandler {
   handleDelivery(tracker: TrackerKind, headers: DeliveryHeaders, rawBody: Buffer): Promise<DeliveryAck>;
 }

@@ -2,7 +2,6 @@
  * Unit tests of src/core/document-bounds.ts: the depth scan runs before any parser, is exact for
  * JSON, conservative for every YAML spelling of nesting (flow, indentation, compact sequences,
  * explicit keys, mixes), and the parsed value is checked again because aliases repeat nodes.
- * (A unit test of a core module; kept next to the API tests that use it.)
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';

@@ -14,13 +14,13 @@ import { TRACKERS } from '../core/issue-ref.ts';
 import type { DeliveryHandler } from '../tracker/thread-service.ts';
 import { verifyDelivery } from '../tracker/webhook-verify.ts';
 
-export interface HookDeps {
+export interface WebhookDeps {
   readonly bodyLimit: number;
   /** Null when issue threads are not set up: every delivery is then refused (no secret, fail closed). */
   readonly handler: DeliveryHandler | null;
 }
 
-export function registerHooks(app: FastifyInstance, deps: HookDeps): void {
+export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookDeps): void {
   void app.register(
     async (scope) => {
       scope.removeAllContentTypeParsers();

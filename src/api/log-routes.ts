@@ -1,0 +1,68 @@
+/**
+ * GET /v1/migrations/:id/logs (filer): an attempt's log, read once or followed
+ * (`?follow=true`) until the attempt ends. Followers share one tail per log and are bounded per
+ * token and in all (src/api/log-followers.ts). Secret env values are masked in the text served;
+ * the file on disk keeps what the job wrote.
+ */
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { FerryError } from '../core/errors.ts';
+import type { Runner } from '../runner/runner.ts';
+import { DEFAULT_FOLLOWER_LIMITS, LogFollowers, type FollowerLimits } from './log-followers.ts';
+import { migrationParam, queryParams } from './request-params.ts';
+import type { RouteAccess } from './route-access.ts';
+import { secretValues } from './views.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The log followers of this API (src/api/log-followers.ts). */
+    logFollowers: LogFollowers;
+  }
+}
+
+const logsQuery = z.strictObject({
+  attempt: z.string().regex(/^[1-9]\d{0,5}$/, 'must be an attempt number').optional(),
+  follow: z.enum(['true', 'false']).optional(),
+});
+
+/** A follower dropped for not reading is sent a closing line; one that does not read even that loses its connection after this. */
+const DROPPED_FOLLOWER_GRACE_MS = 10_000;
+
+/** Registers the log route and its followers, which end when the server closes. Limits default to DEFAULT_FOLLOWER_LIMITS. */
+export function registerLogRoutes(app: FastifyInstance, runner: Runner, access: RouteAccess, limits: FollowerLimits = DEFAULT_FOLLOWER_LIMITS): void {
+  const { auth, principalOf, visibleMigration } = access;
+  const store = runner.store;
+  const followers = new LogFollowers({
+    limits,
+    attemptEnded: async (id, n) => (await store.getAttempt(id, n))?.endedAt != null,
+  });
+  app.addHook('onClose', async () => {
+    followers.close();
+  });
+  // For tests and /metrics-like introspection: how many followers and shared tails there are.
+  app.decorate('logFollowers', followers);
+
+  app.get<{ Params: { id: string } }>('/v1/migrations/:id/logs', { onRequest: auth('filer') }, async (request, reply) => {
+    const id = migrationParam(request.params.id);
+    const q = queryParams(logsQuery, request.query);
+    const m = await visibleMigration(request, id);
+    const number = q.attempt !== undefined ? Number(q.attempt) : m.attempts;
+    if (number === 0) throw new FerryError('FERRY_NOT_FOUND', `migration ${id} has not started an attempt yet, so it has no log`);
+    const attempt = await store.getAttempt(id, number);
+    if (!attempt) throw new FerryError('FERRY_NOT_FOUND', `migration ${id} has no attempt ${number}`);
+    const source = { migrationId: id, attempt: number, path: attempt.logRef, secrets: secretValues(m.request) };
+    if (q.follow !== 'true') {
+      reply.type('text/plain; charset=utf-8');
+      return reply.send(followers.readOnce(source));
+    }
+    // A follower stops when the attempt ends, the client goes away, or the server closes.
+    const stream = followers.follow(source, principalOf(request).name);
+    // The response closes when it is finished or the client goes away: the follower's place is freed.
+    reply.raw.once('close', () => stream.destroy());
+    stream.once('dropped', () => {
+      setTimeout(() => request.raw.socket?.destroy(), DROPPED_FOLLOWER_GRACE_MS).unref();
+    });
+    reply.type('text/plain; charset=utf-8');
+    return reply.send(stream);
+  });
+}

@@ -1,0 +1,94 @@
+/**
+ * /v1/migrations: check and file a request (filer), list and read migrations (filer), approve,
+ * cancel and act on one (operator). The log of an attempt is in src/api/log-routes.ts.
+ */
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { FerryError } from '../core/errors.ts';
+import { TENANT_ID, validate } from '../core/request-schema.ts';
+import { MIGRATION_STATES, RECOVERY_ACTIONS, type MigrationState } from '../core/types.ts';
+import { RejectedError, type Runner } from '../runner/runner.ts';
+import { inScope } from './auth.ts';
+import { issueParam, migrationParam, queryParams } from './request-params.ts';
+import type { RouteAccess } from './route-access.ts';
+import { migrationDetail, migrationSummary } from './views.ts';
+
+const actionBody = z.strictObject({ action: z.enum(RECOVERY_ACTIONS), reason: z.string().max(4000) });
+const cancelBody = z.strictObject({ reason: z.string().max(4000).optional() }).optional();
+const approveBody = z.strictObject({}).optional();
+const listQuery = z.strictObject({
+  tenant: z.string().regex(TENANT_ID, 'is not a tenant id').optional(),
+  state: z.string().optional(),
+  issue: z.string().max(300).optional(),
+});
+
+export function registerMigrationRoutes(app: FastifyInstance, runner: Runner, access: RouteAccess): void {
+  const { auth, actor, principalOf, visibleMigration, checkDocumentScope } = access;
+  const store = runner.store;
+
+  app.post('/v1/migrations/check', { onRequest: auth('filer') }, async (request, reply) => {
+    checkDocumentScope(request);
+    const verdict = await runner.check(request.body);
+    if (!verdict.ok) throw new RejectedError(verdict, null);
+    reply.code(200);
+    return { ok: true, verdict };
+  });
+
+  app.post('/v1/migrations', { onRequest: auth('filer') }, async (request, reply) => {
+    checkDocumentScope(request);
+    const m = await runner.file(request.body, actor(request));
+    reply.code(201).header('location', `/v1/migrations/${m.id}`);
+    return migrationDetail(store, m);
+  });
+
+  app.get('/v1/migrations', { onRequest: auth('filer') }, async (request) => {
+    const q = queryParams(listQuery, request.query);
+    const states = q.state === undefined ? undefined : stateParam(q.state);
+    const list = await store.listMigrations({
+      ...(q.tenant !== undefined ? { tenant: q.tenant } : {}),
+      ...(q.issue !== undefined ? { issue: issueParam(q.issue, runner.issueDefaults) } : {}),
+      ...(states ? { state: states } : {}),
+    });
+    const principal = principalOf(request);
+    return list.filter((m) => inScope(principal, m.tenant)).map(migrationSummary);
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/migrations/:id', { onRequest: auth('filer') }, async (request) => {
+    const m = await visibleMigration(request, migrationParam(request.params.id));
+    return migrationDetail(store, m);
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/migrations/:id/approve', { onRequest: auth('operator') }, async (request) => {
+    const id = migrationParam(request.params.id);
+    validate(approveBody, request.body, 'approval');
+    await visibleMigration(request, id);
+    const m = await runner.approve(id, actor(request));
+    return migrationDetail(store, m);
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/migrations/:id/cancel', { onRequest: auth('operator') }, async (request) => {
+    const id = migrationParam(request.params.id);
+    const body = validate(cancelBody, request.body, 'cancel request');
+    await visibleMigration(request, id);
+    const m = await runner.cancel(id, actor(request), body?.reason ?? 'cancelled by an operator');
+    return migrationDetail(store, m);
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/migrations/:id/actions', { onRequest: auth('operator') }, async (request) => {
+    const id = migrationParam(request.params.id);
+    const body = validate(actionBody, request.body, 'action');
+    await visibleMigration(request, id);
+    const m = await runner.act(id, body.action, body.reason, actor(request));
+    return migrationDetail(store, m);
+  });
+}
+
+/** `?state=held,queued`: each a state, or a 400 that lists them. */
+function stateParam(raw: string): MigrationState[] {
+  return raw.split(',').map((s) => {
+    if (!(MIGRATION_STATES as readonly string[]).includes(s)) {
+      throw new FerryError('FERRY_BAD_REQUEST', `state ${JSON.stringify(s)} is not a state; use one of ${MIGRATION_STATES.join(', ')}`);
+    }
+    return s as MigrationState;
+  });
+}
