@@ -43,6 +43,12 @@ export const ERRORS = {
   FERRY_BUSY: 503,
   /** The container engine (Docker, or Podman's API service) did not answer at start; start it or point Ferry at its socket. */
   FERRY_ENGINE_UNAVAILABLE: 503,
+  /** The process supervisor (native/ferry-supervise.c) is not built; `npm install` builds it with a C compiler. */
+  FERRY_SUPERVISOR_NOT_BUILT: 503,
+  /** `isolation: required`, and this host cannot confine jobs (Ferry not root, or no namespaces). */
+  FERRY_CANNOT_CONFINE: 503,
+  /** The database was migrated by a newer Ferry; run that Ferry, or a newer one. */
+  FERRY_SCHEMA_NEWER: 503,
 } as const;
 export type ErrorCode = keyof typeof ERRORS;
 

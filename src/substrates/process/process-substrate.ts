@@ -97,7 +97,7 @@ export class ProcessSubstrate implements Substrate {
   async init(): Promise<void> {
     if (!existsSync(this.opts.supervisorPath)) {
       throw new FerryError(
-        'FERRY_INTERNAL',
+        'FERRY_SUPERVISOR_NOT_BUILT',
         `the process supervisor is not built (${this.opts.supervisorPath}); run npm install (it needs a C compiler: apt-get install gcc)`,
       );
     }
@@ -110,7 +110,7 @@ export class ProcessSubstrate implements Substrate {
     this.isolationSupport = await detectIsolation(this.opts.isolation, this.opts.supervisorPath, this.tenants.privileged);
     if (!this.isolationSupport.isolated && this.opts.isolation === 'required') {
       throw new FerryError(
-        'FERRY_INTERNAL',
+        'FERRY_CANNOT_CONFINE',
         `isolation is required but jobs cannot be confined here (${this.isolationSupport.detail}); run Ferry as root on a host ` +
           'that allows mount and PID namespaces, or set isolation to auto to run jobs unconfined (said at start and recorded on each migration)',
       );

@@ -68,6 +68,7 @@ void test('Ferry not root: unconfined and said why; with isolation required, ini
     const required = new ProcessSubstrate({ dataDir: requiredDir, spawnerPath: null, isolation: 'required' });
     await assert.rejects(required.init(), (err: unknown) => {
       assert.ok(err instanceof FerryError);
+      assert.equal(err.code, 'FERRY_CANNOT_CONFINE');
       assert.match(err.message, /isolation is required but jobs cannot be confined here/);
       assert.match(err.message, /run Ferry as root .* or set isolation to auto/);
       return true;
