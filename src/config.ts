@@ -11,6 +11,7 @@ import { FerryError } from './core/errors.ts';
 import { parseIssueRef, type IssueDefaults } from './core/issue-ref.ts';
 import { parseQuantity } from './core/quantity.ts';
 import type { Resources } from './core/types.ts';
+import { DEFAULT_SOCKET_PATH } from './substrates/container/container-options.ts';
 import { compileTrackers, rawOutboxSchema, rawTrackersSchema, trackerEnvOptions, type RawOutboxOptions, type RawTrackers, type TrackersConfig } from './tracker/tracker-config.ts';
 
 export interface FerryConfig {
@@ -48,7 +49,11 @@ export interface FerryConfig {
   readonly issueDefaults: IssueDefaults | null;
   /** Largest request body accepted, in bytes. Default 1 MiB. */
   readonly bodyLimit: number;
-  /** Docker Engine API socket for the container substrate. Default DOCKER_HOST or /run/podman/podman.sock. */
+  /**
+   * Docker Engine API address for the container substrate, as given: a socket path or `unix://<path>`
+   * (the substrate refuses any other, e.g. `tcp://`). FERRY_DOCKER_SOCKET, else DOCKER_HOST, stand for
+   * the environment layer. Default /run/podman/podman.sock (DEFAULT_SOCKET_PATH).
+   */
   readonly dockerSocket: string;
   /** Image for container steps whose request names none. Default none. */
   readonly defaultImage: string | null;
@@ -197,7 +202,8 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
   }
   const bodyLimit = Number(pick('bodyLimit') ?? 1024 * 1024);
   if (!Number.isInteger(bodyLimit) || bodyLimit < 1024) throw new FerryError('FERRY_INVALID_REQUEST', `bodyLimit must be a whole number of bytes, at least 1024`);
-  const dockerSocket = (pick('dockerSocket') ?? '/run/podman/podman.sock').replace(/^unix:\/\//, '');
+  // Kept as given: the container substrate reads the address, and refuses one that is not local.
+  const dockerSocket = pick('dockerSocket') ?? DEFAULT_SOCKET_PATH;
   return Object.freeze({
     host: pick('host') ?? '127.0.0.1',
     port,

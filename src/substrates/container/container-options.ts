@@ -4,13 +4,17 @@
 import { FerryError } from '../../core/errors.ts';
 import type { Resources } from '../../core/types.ts';
 
+/** The engine's socket when nothing names one: Podman's API service. The one default; config.ts uses it too. */
 export const DEFAULT_SOCKET_PATH = '/run/podman/podman.sock';
+const UNIX_SCHEME = 'unix://';
 
 export interface ContainerSubstrateOptions {
   /**
-   * Unix socket of the Docker Engine API (Docker, or Podman's `podman system service`).
-   * Default: the path of `DOCKER_HOST` when it is `unix://...`, else `/run/podman/podman.sock`.
-   * Only a local engine is supported: tenant volumes, attempt logs and stop markers live on this host.
+   * Unix socket of the Docker Engine API (Docker, or Podman's `podman system service`): a path, or
+   * `unix://<path>`. Default: the path of `DOCKER_HOST` when it is `unix://...`, else
+   * `/run/podman/podman.sock` (DEFAULT_SOCKET_PATH). Only a local engine is supported: any other
+   * address (`tcp://`, `ssh://`, ...) is refused, because tenant volumes, attempt logs and stop
+   * markers live on this host.
    */
   readonly socketPath?: string | undefined;
   /**
@@ -86,7 +90,7 @@ export function resolveContainerOptions(
     throw new FerryError('FERRY_BAD_REQUEST', `container substrate: logLimit must be a whole number of bytes >= ${MIN_LOG_LIMIT}, got ${String(raw.logLimit)}`);
   }
   return Object.freeze({
-    socketPath: raw.socketPath ?? socketFromDockerHost(env['DOCKER_HOST']) ?? DEFAULT_SOCKET_PATH,
+    socketPath: raw.socketPath !== undefined ? localSocketPath(raw.socketPath) : (socketFromDockerHost(env['DOCKER_HOST']) ?? DEFAULT_SOCKET_PATH),
     dataDir: raw.dataDir,
     capacity: raw.capacity ? Object.freeze({ ...raw.capacity }) : null,
     defaultImage: raw.defaultImage ?? null,
@@ -98,11 +102,28 @@ export function resolveContainerOptions(
   });
 }
 
+/**
+ * The socket path of an engine address: a path as it is, `unix://<path>` without its scheme. Any
+ * other scheme is a remote engine, refused. This is where every address ends up, whoever named it
+ * (`socketPath`, `DOCKER_HOST`, or `ferry serve`'s `dockerSocket` / `FERRY_DOCKER_SOCKET`).
+ */
+function localSocketPath(address: string): string {
+  if (address.startsWith(UNIX_SCHEME)) return address.slice(UNIX_SCHEME.length);
+  if (/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(address)) throw remoteEngineRefused(address);
+  return address;
+}
+
+/** DOCKER_HOST, read only when no socketPath is given: a `unix://` address only. */
 function socketFromDockerHost(value: string | undefined): string | null {
   if (!value) return null;
-  if (value.startsWith('unix://')) return value.slice('unix://'.length);
-  throw new FerryError(
+  if (value.startsWith(UNIX_SCHEME)) return value.slice(UNIX_SCHEME.length);
+  throw remoteEngineRefused(value);
+}
+
+function remoteEngineRefused(address: string): FerryError {
+  return new FerryError(
     'FERRY_BAD_REQUEST',
-    `DOCKER_HOST=${value} is not supported by the container substrate: it needs a local engine (unix://...), because tenant volumes and attempt logs live on this host; unset DOCKER_HOST or pass socketPath`,
+    `container engine address ${address} is not supported: the container substrate needs a local engine (unix://<path> or a socket path), because tenant volumes, attempt logs and stop markers live on this host; point DOCKER_HOST, FERRY_DOCKER_SOCKET or dockerSocket at the local engine's socket, or unset them for ${DEFAULT_SOCKET_PATH}`,
+    { address },
   );
 }

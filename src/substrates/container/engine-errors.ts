@@ -25,3 +25,8 @@ export function engineMessage(err: unknown): string {
   }
   return String(err);
 }
+
+/** 409: a name already in use, a volume still in use. */
+export function isConflict(err: unknown): boolean {
+  return engineStatus(err) === 409;
+}

@@ -40,6 +40,7 @@
  */
 import { closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { OUTPUT_PREFIX } from '../../core/job-output.ts';
 
 const NEWLINE = 0x0a;
 const NL = Buffer.from('\n');
@@ -49,9 +50,9 @@ export const MAX_LINE_PIECE = 64 * 1024;
 export const MAX_SIGNAL_LINE = 4096;
 /** Default bytes of `::ferry::` lines from a step's dropped middle written as they leave the ring. */
 export const DEFAULT_SIGNAL_BUDGET = 1024 * 1024;
-const SIGNAL_PREFIX = Buffer.from('::ferry::');
-const CHECKPOINT_PREFIX = Buffer.from('::ferry::checkpoint');
-const PROGRESS_PREFIX = Buffer.from('::ferry::progress');
+const SIGNAL_PREFIX = Buffer.from(OUTPUT_PREFIX);
+const CHECKPOINT_PREFIX = Buffer.from(`${OUTPUT_PREFIX}checkpoint`);
+const PROGRESS_PREFIX = Buffer.from(`${OUTPUT_PREFIX}progress`);
 
 export interface JobLogBound {
   /** Most bytes of the step's output kept in the log: the first half and the last half. */
