@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApi } from './api/app.ts';
 import { loadTokens } from './api/auth.ts';
 import type { FerryConfig } from './config.ts';
-import { acquireRunnerLock } from './runner-lock.ts';
+import { acquireRunnerLock } from './runner/runner-lock.ts';
 import { Runner } from './runner/runner.ts';
 import { openPostgresStore, openSqliteStore } from './store/open-store.ts';
 import type { Store } from './store/store.ts';
@@ -101,7 +101,15 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog)
     threads = new ThreadService({ store, runner, config: config.tracker, log });
     await threads.start();
     await runner.start();
-    app = buildApi({ runner, tokens, bodyLimit: config.bodyLimit, hooks: threads, log });
+    app = buildApi({
+      runner,
+      tokens,
+      bodyLimit: config.bodyLimit,
+      maxConnections: config.maxConnections,
+      maxFollowers: config.maxFollowers,
+      hooks: threads,
+      log,
+    });
     const address = await app.listen({ host: config.host, port: config.port });
     const url = address.replace('[::1]', 'localhost');
     writeFileSync(join(config.dataDir, 'server-url'), `${url}\n`, { mode: 0o600 });

@@ -7,7 +7,7 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { FerryError } from './core/errors.ts';
+import { FerryError } from '../core/errors.ts';
 
 export interface RunnerLock {
   release(): Promise<void>;

@@ -1,0 +1,142 @@
+/**
+ * The scheduler loop: a pass asks the core which queued migrations may start now (decideStarts:
+ * one holder per tenant, the node's capacity, backfill) and launches their attempts. A pass runs
+ * on every change (poke) and on a safety-net interval; passes never overlap.
+ */
+import { join } from 'node:path';
+import { describeRejection } from '../core/admission.ts';
+import { FerryError, coerceError } from '../core/errors.ts';
+import { decideStarts } from '../core/scheduling.ts';
+import { stepLabel } from '../core/steps.ts';
+import type { MigrationRecord } from '../store/records.ts';
+import type { Store } from '../store/store.ts';
+import type { AttemptSupervisor } from './attempt-supervisor.ts';
+import { runGate } from './gate.ts';
+import { SYSTEM, type RunnerContext } from './runner-context.ts';
+import { stepSpec } from './step-spec.ts';
+import { tenantOf } from './tenant-view.ts';
+
+export class SchedulerLoop {
+  private readonly ctx: RunnerContext;
+  private readonly supervisor: AttemptSupervisor;
+  private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> | null = null;
+  private tickAgain = false;
+
+  constructor(ctx: RunnerContext, supervisor: AttemptSupervisor) {
+    this.ctx = ctx;
+    this.supervisor = supervisor;
+  }
+
+  /** The pass under way, if any. */
+  get pass(): Promise<void> | null {
+    return this.ticking;
+  }
+
+  start(tickMs: number): void {
+    this.timer = setInterval(() => this.poke(), tickMs);
+    this.timer.unref();
+    this.poke();
+  }
+
+  /** No further pass; the one under way ends first. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.ticking;
+  }
+
+  /** Ask for a scheduling pass soon. Passes never overlap. */
+  poke(): void {
+    if (this.ctx.isStopped()) return;
+    if (this.ticking) {
+      this.tickAgain = true;
+      return;
+    }
+    this.ticking = this.tick()
+      .catch((err: unknown) => this.ctx.log('error', `scheduling failed: ${coerceError(err).message}`))
+      .finally(() => {
+        this.ticking = null;
+        if (this.tickAgain && !this.ctx.isStopped()) {
+          this.tickAgain = false;
+          this.poke();
+        }
+      });
+  }
+
+  private async tick(): Promise<void> {
+    const { store } = this.ctx;
+    const queued = await store.listQueued();
+    if (queued.length === 0) return;
+    const holders = new Map<string, string>();
+    for (const h of await store.listHolders()) holders.set(h.tenant, h.id);
+    const inUse = await store.runningPeaks();
+    const starts = decideStarts({
+      queued: queued.map((m, seq) => ({ id: m.id, tenant: m.tenant, peak: m.peak, seq })),
+      holders,
+      inUse,
+      capacity: this.ctx.gateLimits().capacity,
+    });
+    for (const id of starts) {
+      if (this.ctx.isStopped()) return;
+      const m = await store.getMigration(id);
+      if (m?.state === 'queued') await this.launchAttempt(m);
+    }
+  }
+
+  /**
+   * Launch the next attempt of a queued migration: the gate once more, then the attempt's start
+   * recorded in the store (queued → running, with its artifacts), then its supervision.
+   */
+  private async launchAttempt(m: MigrationRecord): Promise<void> {
+    const { ctx } = this;
+    const { store, substrate } = ctx;
+    const now = ctx.now();
+    const verdict = await runGate(store, ctx.gateLimits(), m.tenant, m.peak, now);
+    if (!verdict.ok) {
+      for (const r of verdict.reasons) ctx.metrics.rejections.inc({ where: 'gate', code: r.code });
+      // Never ran: rejected. Ran before: back to held with the gate's reasons, data as it is.
+      if (m.attempts === 0) await ctx.move(m, { actor: SYSTEM, kind: 'reject', reason: describeRejection(verdict), detail: { verdict } }, { verdict });
+      else await ctx.move(m, { actor: SYSTEM, kind: 'refuse', reason: describeRejection(verdict), detail: { verdict } }, { verdict, heldCause: 'gate', heldDetail: describeRejection(verdict) });
+      return;
+    }
+    const tenant = await tenantOf(store, m);
+    const number = m.attempts + 1;
+    const fromStep = m.next?.fromStep ?? 0;
+    const logRef = join(ctx.logsDir, m.id, `attempt-${number}.log`);
+    const scratchRef = substrate.scratchRef(m.id);
+    const firstJob = substrate.jobRef(stepSpec(m, { tenant, attempt: number, stepIndex: fromStep, fromStep, logRef, scratchRef }));
+    // Every artifact of the attempt's start is recorded with the start itself, before any exists.
+    const artifacts: Array<{ kind: string; ref: string }> = [
+      { kind: 'log', ref: logRef },
+      { kind: 'scratch', ref: scratchRef },
+    ];
+    const policy = m.request.snapshot;
+    const snapshot = number === 1 && (policy === 'always' || (policy === 'auto' && (await substrate.tenantDataExists(tenant))));
+    if (snapshot) artifacts.push({ kind: 'snapshot', ref: substrate.snapshotRef(m.id) });
+    artifacts.push({ kind: 'job', ref: firstJob });
+    let started: Awaited<ReturnType<Store['startAttempt']>>;
+    try {
+      started = await store.startAttempt({
+        id: m.id,
+        number,
+        fromStep,
+        logRef,
+        limitsEnforced: substrate.limits().enforced,
+        isolated: substrate.isolation().isolated,
+        verdict,
+        event: { actor: SYSTEM, reason: `attempt ${number} from step ${stepLabel(fromStep)}`, detail: { verdict } },
+        now,
+        firstJob: { step: fromStep, ref: firstJob },
+        artifacts,
+      });
+    } catch (err) {
+      // The tenant has another holder, or the migration moved meanwhile (a cancel): nothing was
+      // recorded, so nothing is left to undo.
+      if (err instanceof FerryError && (err.code === 'FERRY_TENANT_BUSY' || err.code === 'FERRY_CONFLICT')) return;
+      throw err;
+    }
+    ctx.metrics.transitions.inc({ to: 'running' });
+    this.supervisor.supervise(started.migration, { artifacts: started.artifacts, tenant });
+  }
+}

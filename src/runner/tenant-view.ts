@@ -1,0 +1,18 @@
+/** The substrate's view of a stored tenant. */
+import { FerryError } from '../core/errors.ts';
+import type { Tenant } from '../core/types.ts';
+import type { MigrationRecord, TenantRecord } from '../store/records.ts';
+import type { Store } from '../store/store.ts';
+
+/** Every tenant has an identity once the runner has started. */
+export function asTenant(t: TenantRecord): Tenant {
+  if (!t.runAs) throw new FerryError('FERRY_INTERNAL', `tenant ${t.id} has no identity yet; restart Ferry to give it one`);
+  return { id: t.id, steadyState: t.steadyState, data: t.data, runAs: t.runAs, allowRoot: t.allowRoot };
+}
+
+/** The tenant a migration moves data into, as stored now. */
+export async function tenantOf(store: Store, m: MigrationRecord): Promise<Tenant> {
+  const t = await store.getTenant(m.tenant);
+  if (!t) throw new FerryError('FERRY_INTERNAL', `tenant ${m.tenant} disappeared`);
+  return asTenant(t);
+}
