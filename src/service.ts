@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApi } from './api/app.ts';
 import { loadTokens } from './api/auth.ts';
 import type { FerryConfig } from './config.ts';
+import type { LogFn } from './core/log.ts';
 import { acquireRunnerLock } from './runner/runner-lock.ts';
 import { Runner } from './runner/runner.ts';
 import { openPostgresStore, openSqliteStore } from './store/open-store.ts';
@@ -16,7 +17,7 @@ import { ProcessSubstrate } from './substrates/process/process-substrate.ts';
 import type { Substrate } from './substrates/substrate.ts';
 import { ThreadService } from './tracker/thread-service.ts';
 
-export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+export type { LogFn } from './core/log.ts';
 
 export const consoleLog: LogFn = (level, msg, fields) => {
   const line = JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields });

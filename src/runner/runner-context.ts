@@ -4,8 +4,8 @@ import type { MigrationPatch, Store, TransitionEvent } from '../store/store.ts';
 import type { Substrate } from '../substrates/substrate.ts';
 import type { GateLimits } from './gate.ts';
 import type { RunnerMetrics } from './metrics.ts';
+import type { LogFn } from '../core/log.ts';
 
-export type RunnerLog = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
 /** Who made a move, for the migration's history. */
 export interface Actor {
@@ -20,7 +20,7 @@ export interface RunnerContext {
   readonly substrate: Substrate;
   readonly metrics: RunnerMetrics;
   readonly now: () => Date;
-  readonly log: RunnerLog;
+  readonly log: LogFn;
   /** Attempt logs live here: <logsDir>/<migration>/attempt-<n>.log */
   readonly logsDir: string;
   /** True before start() and from stop() on: no scheduling pass begins, no further step starts. */

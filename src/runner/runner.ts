@@ -28,7 +28,9 @@ import { diskFull } from './disk.ts';
 import { RejectedError, tenantError, wrongState } from './errors.ts';
 import { runGate, type GateLimits } from './gate.ts';
 import { RunnerMetrics } from './metrics.ts';
-import { SYSTEM, type Actor, type RunnerContext, type RunnerLog } from './runner-context.ts';
+import type { LogFn } from '../core/log.ts';
+import { newMigrationIdText } from '../core/migration-id.ts';
+import { SYSTEM, type Actor, type RunnerContext } from './runner-context.ts';
 import { SchedulerLoop } from './scheduler-loop.ts';
 import { Teardown, type IssueClosure } from './teardown.ts';
 import { asTenant } from './tenant-view.ts';
@@ -54,7 +56,7 @@ export interface RunnerOptions {
   readonly now?: () => Date;
   /** Safety-net scheduling interval; scheduling also runs on every change. Default 1000 ms. */
   readonly tickMs?: number;
-  readonly log?: RunnerLog;
+  readonly log?: LogFn;
 }
 
 const DEFAULT_UID_RANGE = { first: 200_000, last: 299_999 };
@@ -111,8 +113,8 @@ export class Runner {
     return { capacity: this.capacity, enforced: this.substrate.limits().enforced ? this.substrate.enforcedDimensions() : null };
   }
 
-  private log(level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void {
-    this.opts.log?.(level, msg, fields);
+  private log(...args: Parameters<LogFn>): void {
+    this.opts.log?.(...args);
   }
 
   // ── service lifecycle ────────────────────────────────────────────────────
@@ -212,7 +214,7 @@ export class Runner {
       for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'filing', code: r.code });
       throw new RejectedError(verdict, null);
     }
-    const id = `m-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+    const id = newMigrationIdText(Date.now(), randomBytes(4).toString('hex'));
     const m = await this.store.insertMigration(
       { id, issue: request.issue, tenant: request.tenant, request, verdict, filedBy: actor.name },
       { actor: actor.name, kind: 'file', detail: { verdict } },

@@ -18,8 +18,8 @@ import type { TrackerKind } from '../core/issue-ref.ts';
 import type { OutboxRow, ThreadRecords } from '../store/thread-records.ts';
 import { TrackerError, type TrackerClient } from './clients.ts';
 import type { OutboxSettings } from './tracker-config.ts';
+import type { LogFn } from '../core/log.ts';
 
-export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
 export interface OutboxSenderOptions {
   /** The store's tracker tables (`store.threads`). */
