@@ -4,7 +4,7 @@
  * env shows SECRET_SHOWN in its place, and any free text that happens to contain it (an event's
  * reason, a held detail, a step's argument) has it replaced the same way.
  */
-import { describeActions } from '../core/recovery.ts';
+import { describeActions, heldFactsOf } from '../core/recovery.ts';
 import type { MigrationRequest } from '../core/types.ts';
 import type { ArtifactRecord, AttemptRecord, EventRecord, MigrationRecord } from '../store/records.ts';
 import type { Store } from '../store/store.ts';
@@ -78,14 +78,7 @@ export async function migrationDetail(store: Store, m: MigrationRecord) {
     next: maskDeep(m.next, secrets),
     actions:
       m.state === 'held'
-        ? maskDeep(describeActions({
-            attempts: m.attempts,
-            failedStep: m.failedStep ?? 0,
-            checkpoint: m.checkpoint && m.checkpoint.step === m.failedStep ? m.checkpoint.text : null,
-            snapshotAt: m.snapshot?.at ?? null,
-            hasWipeStep: m.request.wipe !== undefined,
-            stepNames: m.request.steps.map((s) => s.name),
-          }), secrets)
+        ? maskDeep(describeActions(heldFactsOf(m, attempts.at(-1)?.step ?? null)), secrets)
         : null,
     events: events.map((e) => ({ ...eventView(e), reason: maskDeep(e.reason, secrets), detail: maskDeep(e.detail, secrets) })),
     artifacts: artifacts.map(artifactView),

@@ -17,6 +17,33 @@ export interface HeldFacts {
   readonly stepNames: readonly string[];
 }
 
+/** What heldFactsOf() reads of a held migration (a MigrationRecord has all of it). */
+export interface HeldMigration {
+  readonly attempts: number;
+  readonly failedStep: number | null;
+  readonly checkpoint: { readonly step: number; readonly text: string } | null;
+  readonly snapshot: { readonly at: string } | null;
+  readonly request: { readonly wipe?: readonly string[] | undefined; readonly steps: ReadonlyArray<{ readonly name: string }> };
+}
+
+/**
+ * The one reading of a held migration's facts, for the recovery plan, the API and the thread alike.
+ * The failed step is the one recorded on the migration; a hold that recorded none (the runner lost
+ * the attempt before a step ended) falls back to the step the last attempt was at, then to the first.
+ * A checkpoint counts only when that step reported it: resume continues the step it came from.
+ */
+export function heldFactsOf(m: HeldMigration, lastAttemptStep: number | null = null): HeldFacts {
+  const failedStep = m.failedStep ?? lastAttemptStep ?? 0;
+  return {
+    attempts: m.attempts,
+    failedStep,
+    checkpoint: m.checkpoint !== null && m.checkpoint.step === failedStep ? m.checkpoint.text : null,
+    snapshotAt: m.snapshot?.at ?? null,
+    hasWipeStep: m.request.wipe !== undefined,
+    stepNames: m.request.steps.map((s) => s.name),
+  };
+}
+
 export type RecoveryPlan =
   | { readonly action: 'wipe-and-retry'; readonly restore: 'snapshot' | 'wipe-step'; readonly fromStep: 0; readonly checkpoint: null }
   | { readonly action: 'resume'; readonly fromStep: number; readonly checkpoint: string | null }

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { describeRejection } from '../core/admission.ts';
 import { FerryError } from '../core/errors.ts';
 import { isTerminal } from '../core/lifecycle.ts';
-import { planRecovery } from '../core/recovery.ts';
+import { heldFactsOf, planRecovery } from '../core/recovery.ts';
 import { parseMigrationRequest, parseTenantInput } from '../core/request-schema.ts';
 import { WIPE_STEP } from '../core/steps.ts';
 import { folderDataProblem, volumeDataProblem } from '../core/tenant-data.ts';
@@ -268,14 +268,8 @@ export class Runner {
     const m = await this.store.requireMigration(id);
     if (m.state !== 'held') throw wrongState(m, action, 'held');
     await this.refuseOnClosedIssue(m.issue, action);
-    const plan = planRecovery(action, {
-      attempts: m.attempts,
-      failedStep: m.failedStep ?? 0,
-      checkpoint: m.checkpoint && m.checkpoint.step === (m.failedStep ?? 0) ? m.checkpoint.text : null,
-      snapshotAt: m.snapshot?.at ?? null,
-      hasWipeStep: m.request.wipe !== undefined,
-      stepNames: m.request.steps.map((s) => s.name),
-    });
+    const lastStep = m.failedStep === null && m.attempts > 0 ? ((await this.store.getAttempt(m.id, m.attempts))?.step ?? null) : null;
+    const plan = planRecovery(action, heldFactsOf(m, lastStep));
     if (plan.action === 'accept-partial' || plan.action === 'abandon') return this.move(m, { actor: actor.name, kind: plan.action, reason });
     // Re-admission: the tenant's steady-state may have shrunk since the last attempt.
     const verdict = await runGate(this.store, this.gateLimits, m.tenant, m.peak, this.now());

@@ -5,6 +5,7 @@
  */
 import { open } from 'node:fs/promises';
 import { parseIssueRef } from '../core/issue-ref.ts';
+import { heldFactsOf } from '../core/recovery.ts';
 import type { FailureCause } from '../core/types.ts';
 import type { MigrationRecord } from '../store/records.ts';
 import type { Store } from '../store/store.ts';
@@ -19,20 +20,12 @@ export async function statusView(store: Store, m: MigrationRecord, trackers: Rea
   const attempt = m.attempts > 0 ? await store.getAttempt(m.id, m.attempts) : null;
   let held: HeldView | null = null;
   if (m.state === 'held') {
-    const failedStep = m.failedStep ?? attempt?.step ?? 0;
     // A hold by the gate (a recovery action refused at start) keeps the last attempt's failure as its cause.
     const cause: FailureCause = m.heldCause !== null && m.heldCause !== 'gate' ? m.heldCause : (attempt?.cause ?? 'lost');
     held = {
       cause,
       detail: m.heldDetail,
-      facts: {
-        attempts: m.attempts,
-        failedStep,
-        checkpoint: m.checkpoint && m.checkpoint.step === failedStep ? m.checkpoint.text : null,
-        snapshotAt: m.snapshot?.at ?? null,
-        hasWipeStep: m.request.wipe !== undefined,
-        stepNames: m.request.steps.map((s) => s.name),
-      },
+      facts: heldFactsOf(m, attempt?.step ?? null),
       logTail: attempt === null ? '' : await readTail(attempt.logRef),
     };
   }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { describeActions, planRecovery, type HeldFacts } from '../../src/core/recovery.ts';
+import { describeActions, heldFactsOf, planRecovery, type HeldFacts } from '../../src/core/recovery.ts';
 import { assertFerryError } from './support/assert-ferry-error.ts';
 
 const facts: HeldFacts = {
@@ -64,4 +64,17 @@ void test('describeActions says what each action would do for this migration', (
   assert.match(describeActions({ ...facts, snapshotAt: null })['wipe-and-retry'], /runs the request's wipe step/);
   assert.match(describeActions({ ...facts, snapshotAt: null, hasWipeStep: false })['wipe-and-retry'], /not available/);
   assert.match(describeActions({ ...facts, checkpoint: null }).resume, /with no checkpoint/);
+});
+
+void test('heldFactsOf: the recorded failed step, else the last attempt step, else the first; its own checkpoint only', () => {
+  const base = { attempts: 2, snapshot: null, request: { steps: [{ name: 'copy' }, { name: 'index' }] } };
+  const facts = heldFactsOf({ ...base, failedStep: 1, checkpoint: { step: 1, text: '42' } }, 0);
+  assert.equal(facts.failedStep, 1);
+  assert.equal(facts.checkpoint, '42');
+  assert.equal(heldFactsOf({ ...base, failedStep: 1, checkpoint: { step: 0, text: '7' } }).checkpoint, null, "another step's checkpoint does not count");
+  assert.equal(heldFactsOf({ ...base, failedStep: null, checkpoint: null }, 1).failedStep, 1);
+  assert.equal(heldFactsOf({ ...base, failedStep: null, checkpoint: null }).failedStep, 0);
+  assert.equal(heldFactsOf({ ...base, failedStep: -1, checkpoint: null }).failedStep, -1, 'the wipe step is a failed step too');
+  assert.deepEqual(heldFactsOf({ ...base, failedStep: 0, checkpoint: null }).stepNames, ['copy', 'index']);
+  assert.equal(heldFactsOf({ ...base, failedStep: 0, checkpoint: null, request: { ...base.request, wipe: ['true'] } }).hasWipeStep, true);
 });
