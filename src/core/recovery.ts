@@ -4,6 +4,7 @@
  */
 import { FerryError } from './errors.ts';
 import type { RecoveryAction } from './types.ts';
+import { WIPE_STEP, stepLabel } from './steps.ts';
 
 export interface HeldFacts {
   readonly attempts: number;
@@ -68,7 +69,7 @@ export function planRecovery(action: RecoveryAction, facts: HeldFacts): Recovery
 
 /** One sentence per action saying what it would do for this migration (status pages, issue threads). */
 export function describeActions(facts: HeldFacts): Record<RecoveryAction, string> {
-  const failed = facts.stepNames[facts.failedStep] ?? `step ${facts.failedStep + 1}`;
+  const failed = facts.failedStep === WIPE_STEP ? 'the wipe step' : (facts.stepNames[facts.failedStep] ?? `step ${stepLabel(facts.failedStep)}`);
   const wipe =
     facts.snapshotAt !== null
       ? `restores the snapshot taken at ${facts.snapshotAt} and reruns from step 1`
@@ -77,7 +78,7 @@ export function describeActions(facts: HeldFacts): Record<RecoveryAction, string
         : 'not available: no snapshot and no wipe step';
   return {
     'wipe-and-retry': wipe,
-    resume: `reruns from step ${facts.failedStep + 1} (${failed})${facts.checkpoint === null ? ' with no checkpoint' : ` with checkpoint ${JSON.stringify(facts.checkpoint)}`}`,
+    resume: `reruns from step ${stepLabel(facts.failedStep)} (${failed})${facts.checkpoint === null ? ' with no checkpoint' : ` with checkpoint ${JSON.stringify(facts.checkpoint)}`}`,
     'accept-partial': 'ends the migration as accepted-partial and keeps the tenant data as it is',
     abandon: 'ends the migration as abandoned and keeps the tenant data as it is',
   };

@@ -11,3 +11,9 @@ export const WIPE_STEP = -1;
 export function stepLabel(index: number): string {
   return index === WIPE_STEP ? 'wipe' : String(index + 1);
 }
+
+/** The name of step `index` of a request, 'wipe' for the wipe step, or `step N` past the end. */
+export function stepName(request: { readonly steps: ReadonlyArray<{ readonly name: string }> }, index: number): string {
+  if (index === WIPE_STEP) return 'wipe';
+  return request.steps[index]?.name ?? `step ${stepLabel(index)}`;
+}

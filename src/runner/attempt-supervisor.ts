@@ -5,13 +5,13 @@
  * never starts that step again.
  */
 import { FerryError, coerceError } from '../core/errors.ts';
-import { WIPE_STEP, stepLabel } from '../core/steps.ts';
+import { WIPE_STEP, stepLabel, stepName } from '../core/steps.ts';
 import type { FailureCause, Tenant } from '../core/types.ts';
 import type { ArtifactRecord, AttemptRecord, MigrationRecord } from '../store/records.ts';
 import type { StepResult, StepSpec } from '../substrates/substrate.ts';
 import { appendLogLine, noteFullDisk } from './disk.ts';
 import { SYSTEM, type RunnerContext } from './runner-context.ts';
-import { stepName, stepSpec } from './step-spec.ts';
+import { stepSpec } from './step-spec.ts';
 import { StepOutputRecorder } from './step-output.ts';
 import { tenantOf } from './tenant-view.ts';
 
@@ -212,7 +212,7 @@ export class AttemptSupervisor {
   private async recordOutcome(m: MigrationRecord, number: number, stepIndex: number, result: StepResult, entry: ActiveAttempt, opts: { untilStored: boolean }): Promise<void> {
     const { ctx } = this;
     const cancelled = result.cause === 'cancelled' && entry.cancel !== null;
-    const where = `step ${stepLabel(stepIndex)} (${stepName(m, stepIndex)})`;
+    const where = `step ${stepLabel(stepIndex)} (${stepName(m.request, stepIndex)})`;
     const write = () => ctx.store.finishAttempt({
       id: m.id,
       number,

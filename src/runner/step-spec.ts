@@ -19,11 +19,6 @@ function stepAt(m: MigrationRecord, index: number): Step | undefined {
   return index === WIPE_STEP ? { name: 'wipe', run: m.request.wipe ?? [], timeoutMs: undefined } : m.request.steps[index];
 }
 
-/** The name of step `index`, for people: the request's name for it, or 'wipe'. */
-export function stepName(m: MigrationRecord, index: number): string {
-  return stepAt(m, index)?.name ?? String(index);
-}
-
 export function stepSpec(m: MigrationRecord, { tenant, attempt, stepIndex, fromStep, logRef, scratchRef }: StepPlace): StepSpec {
   const step = stepAt(m, stepIndex) as Step;
   const env: Record<string, string> = {

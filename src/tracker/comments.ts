@@ -11,6 +11,7 @@ import { formatQuantity } from '../core/quantity.ts';
 import { describeActions, type HeldFacts } from '../core/recovery.ts';
 import { RECOVERY_ACTIONS, type FailureCause, type MigrationState, type RejectionReason, type Verdict } from '../core/types.ts';
 import { marker } from './markers.ts';
+import { WIPE_STEP, stepLabel } from '../core/steps.ts';
 
 // ---------------------------------------------------------------- verdict
 
@@ -188,13 +189,13 @@ function maskStatusView(view: StatusView): StatusView {
 
 function heldSection(held: HeldView, migrationId: string): string[] {
   const { facts } = held;
-  const stepName = facts.stepNames[facts.failedStep] ?? `step ${facts.failedStep + 1}`;
+  const stepName = facts.failedStep === WIPE_STEP ? 'wipe' : (facts.stepNames[facts.failedStep] ?? `step ${stepLabel(facts.failedStep)}`);
   const detail = held.detail === null || held.detail === undefined || held.detail.length === 0 ? '' : ` (${oneLine(escapeText(held.detail))})`;
   const out = [
     '#### Why it is held',
     '',
     `- **Cause:** \`${held.cause}\`: ${CAUSES[held.cause]}${detail}`,
-    `- **Failed step:** ${facts.failedStep + 1} of ${facts.stepNames.length} (${code(stepName)})`,
+    `- **Failed step:** ${stepLabel(facts.failedStep)} of ${facts.stepNames.length} (${code(stepName)})`,
     `- **Last checkpoint:** ${facts.checkpoint === null ? 'none' : code(facts.checkpoint)}`,
     '',
     'Log tail:',

@@ -8,6 +8,7 @@
 import type { FailureCause, MigrationState } from '../core/types.ts';
 import { code } from './comments.ts';
 import { marker } from './markers.ts';
+import { stepLabel } from '../core/steps.ts';
 
 /** The ferry block could not be read (YAML, schema, issue field): what is wrong and how to fix it. */
 export function renderInvalidRequest(author: string, message: string): string {
@@ -43,7 +44,7 @@ export function renderHeldNotice(n: HeldNotice): string {
   const why =
     n.cause === 'gate'
       ? `the admission gate refused to start attempt ${n.attempt + 1}`
-      : `attempt ${n.attempt} failed at step ${n.failedStep + 1} (${code(n.stepName)}, cause \`${n.cause}\`)`;
+      : `attempt ${n.attempt} failed at step ${stepLabel(n.failedStep)} (${code(n.stepName)}, cause \`${n.cause}\`)`;
   return [
     marker('reply'),
     `${who}: migration ${code(n.migrationId)} is **held**: ${why}.`,

@@ -17,6 +17,7 @@ import type { OutboxSender } from './outbox.ts';
 import { renderHeldNotice } from './replies.ts';
 import { statusView } from './thread-status.ts';
 import type { TrackersConfig } from './tracker-config.ts';
+import { stepName } from '../core/steps.ts';
 
 export interface StatusFollowerOptions {
   readonly store: Store;
@@ -116,7 +117,7 @@ export class StatusFollower {
       attempt: m.attempts,
       cause: m.heldCause ?? 'lost',
       failedStep,
-      stepName: m.request.steps[failedStep]?.name ?? `step ${failedStep + 1}`,
+      stepName: stepName(m.request, failedStep),
       operators: roles.operators.length > 0 ? roles.operators : roles.admins,
     });
     // Once per hold: the key survives restarts, so catching up never asks twice.
