@@ -1,5 +1,5 @@
 /** Row types of Ferry's tables, as Kysely sees them. Timestamps are ISO-8601 text; JSON is text. */
-import type { Generated } from 'kysely';
+import type { Generated, Kysely, Transaction } from 'kysely';
 
 export interface TenantsTable {
   id: string;
@@ -147,3 +147,6 @@ export interface Database {
   tracker_outbox: TrackerOutboxTable;
   tracker_status_comments: TrackerStatusCommentsTable;
 }
+
+/** The Store's handle or one of its transactions: helpers that must also run inside a caller's transaction take either. */
+export type Db = Kysely<Database> | Transaction<Database>;

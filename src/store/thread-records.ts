@@ -4,12 +4,10 @@
  * must land together (a delivery with the comments it causes, a created status comment with its
  * row marked sent) are single methods here, so callers never hold a transaction.
  */
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import type { TrackerKind } from '../core/issue-ref.ts';
-import type { Database, TrackerOutboxTable } from './schema.ts';
+import type { Database, Db, TrackerOutboxTable } from './schema.ts';
 import { isUniqueViolation } from './unique-violation.ts';
-
-type Db = Kysely<Database> | Transaction<Database>;
 
 export type OutboxState = 'pending' | 'sent' | 'failed';
 

@@ -1,0 +1,76 @@
+/**
+ * Artifacts (logs, scratch folders, snapshots, jobs): recorded as intended before they are created,
+ * marked created, then removed, so a crash at any point leaves a record teardown can act on.
+ * Reached through the Store.
+ */
+import type { Kysely } from 'kysely';
+import type { ArtifactRecord, ArtifactState } from './records.ts';
+import { artifactRecord, patchColumns, type MigrationPatch } from './row-records.ts';
+import type { Database, Db } from './schema.ts';
+
+/** An artifact about to be created, and what it belongs to. */
+export interface ArtifactIntent {
+  readonly migrationId: string;
+  readonly issue: string;
+  readonly kind: string;
+  readonly ref: string;
+}
+
+export interface ArtifactFilter {
+  migrationId?: string;
+  issue?: string;
+  /** Only artifacts not removed yet (intended or created). */
+  present?: boolean;
+}
+
+export class ArtifactRecords {
+  private readonly db: Kysely<Database>;
+
+  constructor(db: Kysely<Database>) {
+    this.db = db;
+  }
+
+  /** Record an artifact before it is created (intent first). Idempotent per (kind, ref). */
+  async record(a: ArtifactIntent, now: Date): Promise<ArtifactRecord> {
+    return recordArtifactIn(this.db, a, now);
+  }
+
+  async mark(id: number, state: Exclude<ArtifactState, 'intended'>, now: Date): Promise<void> {
+    const at = now.toISOString();
+    await this.db
+      .updateTable('artifacts')
+      .set(state === 'created' ? { state, created_at: at } : { state, removed_at: at })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  /** Mark artifacts created (and optionally change the migration, e.g. its snapshot), in one transaction. */
+  async markCreated(ids: readonly number[], now: Date, migration?: { id: string; patch: MigrationPatch }): Promise<void> {
+    if (ids.length === 0 && !migration) return;
+    const at = now.toISOString();
+    await this.db.transaction().execute(async (trx) => {
+      if (ids.length) await trx.updateTable('artifacts').set({ state: 'created', created_at: at }).where('id', 'in', [...ids]).where('state', '=', 'intended').execute();
+      if (migration) await trx.updateTable('migrations').set({ ...patchColumns(migration.patch), updated_at: at }).where('id', '=', migration.id).execute();
+    });
+  }
+
+  async list(filter: ArtifactFilter): Promise<ArtifactRecord[]> {
+    let q = this.db.selectFrom('artifacts').selectAll();
+    if (filter.migrationId !== undefined) q = q.where('migration_id', '=', filter.migrationId);
+    if (filter.issue !== undefined) q = q.where('issue', '=', filter.issue);
+    if (filter.present) q = q.where('state', '!=', 'removed');
+    const rows = await q.orderBy('id').execute();
+    return rows.map(artifactRecord);
+  }
+}
+
+/** Record an artifact's intent; idempotent per (kind, ref): the existing record is returned. */
+export async function recordArtifactIn(db: Db, a: ArtifactIntent, now: Date): Promise<ArtifactRecord> {
+  const existing = await db.selectFrom('artifacts').selectAll().where('kind', '=', a.kind).where('ref', '=', a.ref).executeTakeFirst();
+  if (existing) return artifactRecord(existing);
+  await db
+    .insertInto('artifacts')
+    .values({ migration_id: a.migrationId, issue: a.issue, kind: a.kind, ref: a.ref, state: 'intended', recorded_at: now.toISOString(), created_at: null, removed_at: null })
+    .execute();
+  return artifactRecord(await db.selectFrom('artifacts').selectAll().where('kind', '=', a.kind).where('ref', '=', a.ref).executeTakeFirstOrThrow());
+}

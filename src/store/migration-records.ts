@@ -1,0 +1,128 @@
+/**
+ * Migrations: filing, reading, and the changes that are not a state change (checkpoint, progress,
+ * snapshot). State changes are compare-and-set transitions, in migration-transitions.ts. Reached
+ * through the Store.
+ */
+import type { Kysely } from 'kysely';
+import { FerryError } from '../core/errors.ts';
+import type { MigrationRequest, MigrationState, Resources, Verdict } from '../core/types.ts';
+import { insertEvent, type EventInput } from './event-records.ts';
+import type { MigrationRecord } from './records.ts';
+import { migrationRecord, patchColumns, type MigrationPatch } from './row-records.ts';
+import type { Database } from './schema.ts';
+import { holdsItsTenant } from './tenant-holders.ts';
+
+export interface NewMigration {
+  readonly id: string;
+  readonly issue: string;
+  readonly tenant: string;
+  readonly request: MigrationRequest;
+  readonly verdict: Verdict;
+  readonly filedBy: string;
+}
+
+export interface MigrationFilter {
+  tenant?: string;
+  state?: readonly MigrationState[];
+  issue?: string;
+  /** Default 10 000. */
+  limit?: number;
+}
+
+export class MigrationRecords {
+  private readonly db: Kysely<Database>;
+
+  constructor(db: Kysely<Database>) {
+    this.db = db;
+  }
+
+  async insert(m: NewMigration, event: EventInput, now: Date): Promise<MigrationRecord> {
+    const at = now.toISOString();
+    return this.db.transaction().execute(async (trx) => {
+      // Checked inside the insert's transaction, so a filing cannot slip past a concurrent closure.
+      const issue = await trx.selectFrom('issues').select('closed_at').where('ref', '=', m.issue).executeTakeFirst();
+      if (issue?.closed_at) {
+        throw new FerryError('FERRY_ISSUE_CLOSED', `issue ${m.issue} is closed; migrations are filed on open issues only (open a new one)`, { issue: m.issue });
+      }
+      await trx
+        .insertInto('migrations')
+        .values({
+          id: m.id,
+          issue: m.issue,
+          tenant: m.tenant,
+          state: 'filed',
+          request: JSON.stringify(m.request),
+          peak: JSON.stringify(m.request.peak),
+          attempts: 0,
+          verdict: JSON.stringify(m.verdict),
+          filed_by: m.filedBy,
+          next_from_step: null,
+          next_checkpoint: null,
+          next_restore: null,
+          failed_step: null,
+          held_cause: null,
+          held_detail: null,
+          checkpoint: null,
+          checkpoint_step: null,
+          progress_done: null,
+          progress_total: null,
+          limits_enforced: null,
+          snapshot_ref: null,
+          snapshot_at: null,
+          created_at: at,
+          updated_at: at,
+        })
+        .execute();
+      await insertEvent(trx, m.id, null, 'filed', event, at);
+      return migrationRecord(await trx.selectFrom('migrations').selectAll().where('id', '=', m.id).executeTakeFirstOrThrow());
+    });
+  }
+
+  async get(id: string): Promise<MigrationRecord | null> {
+    const row = await this.db.selectFrom('migrations').selectAll().where('id', '=', id).executeTakeFirst();
+    return row ? migrationRecord(row) : null;
+  }
+
+  async list(filter: MigrationFilter): Promise<MigrationRecord[]> {
+    let q = this.db.selectFrom('migrations').selectAll();
+    if (filter.tenant !== undefined) q = q.where('tenant', '=', filter.tenant);
+    if (filter.issue !== undefined) q = q.where('issue', '=', filter.issue);
+    // An empty state list matches nothing; `in ()` is not SQL, so it filters on a state no row has.
+    if (filter.state !== undefined) q = q.where('state', 'in', filter.state.length ? [...filter.state] : ['-']);
+    const rows = await q.orderBy('created_at').orderBy('id').limit(filter.limit ?? 10_000).execute();
+    return rows.map(migrationRecord);
+  }
+
+  /** Migrations holding their tenant (core HOLDER_RULE). */
+  async listHolders(): Promise<Array<{ id: string; tenant: string; state: MigrationState }>> {
+    const rows = await this.db
+      .selectFrom('migrations')
+      .select(['id', 'tenant', 'state'])
+      .where(holdsItsTenant)
+      .execute();
+    return rows.map((r) => ({ id: r.id, tenant: r.tenant, state: r.state as MigrationState }));
+  }
+
+  /** Queued migrations, oldest first, with just what the scheduler decides on (no request bodies). */
+  async listQueued(): Promise<Array<{ id: string; tenant: string; peak: Resources }>> {
+    const rows = await this.db.selectFrom('migrations').select(['id', 'tenant', 'peak']).where('state', '=', 'queued').orderBy('created_at').orderBy('id').execute();
+    return rows.map((r) => ({ id: r.id, tenant: r.tenant, peak: JSON.parse(r.peak) as Resources }));
+  }
+
+  /** Sum of the declared peaks of running migrations (the scheduler's budget in use). */
+  async runningPeaks(): Promise<Record<string, number>> {
+    const rows = await this.db.selectFrom('migrations').select('peak').where('state', '=', 'running').execute();
+    const sum: Record<string, number> = {};
+    for (const r of rows) for (const [d, v] of Object.entries(JSON.parse(r.peak) as Resources)) sum[d] = (sum[d] ?? 0) + v;
+    return sum;
+  }
+
+  /** Change fields that are not the state (checkpoint, progress, snapshot). No event. */
+  async update(id: string, patch: MigrationPatch, now: Date): Promise<void> {
+    await this.db
+      .updateTable('migrations')
+      .set({ ...patchColumns(patch), updated_at: now.toISOString() })
+      .where('id', '=', id)
+      .execute();
+  }
+}

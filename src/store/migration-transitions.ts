@@ -1,0 +1,180 @@
+/**
+ * A migration's state changes. Each is a compare-and-set by lifecycle event: the transition table
+ * in core/lifecycle.ts decides where the event leads, the update only lands when the migration is
+ * still in the state it was read in, and its event row is appended in the same transaction. Losing
+ * the race is a typed FERRY_CONFLICT, never a silent overwrite. Reached through the Store.
+ */
+import type { Kysely, Transaction } from 'kysely';
+import { FerryError } from '../core/errors.ts';
+import { transition, type LifecycleEvent } from '../core/lifecycle.ts';
+import type { MigrationState, Verdict } from '../core/types.ts';
+import { recordArtifactIn } from './artifact-records.ts';
+import { insertAttemptIn, updateAttemptIn } from './attempt-records.ts';
+import { insertEvent, type EventInput } from './event-records.ts';
+import type { ArtifactRecord, MigrationRecord } from './records.ts';
+import { migrationRecord, patchColumns, type AttemptPatch, type MigrationPatch } from './row-records.ts';
+import type { Database } from './schema.ts';
+import { ONE_HOLDER_PER_TENANT } from './tenant-holders.ts';
+import { isUniqueViolation } from './unique-violation.ts';
+
+/** The event of a state change: its kind is a lifecycle event, and the transition table decides where it leads. */
+export interface TransitionEvent extends EventInput {
+  readonly kind: LifecycleEvent;
+}
+
+/** Called after a transition commits (issue threads, metrics). Must not throw; errors are swallowed. */
+export type TransitionListener = (m: MigrationRecord, from: MigrationState, event: EventInput) => void;
+
+/** More writes that must commit with a transition, or not at all; `m` is the migration after the move. */
+export type InTransition = (trx: Transaction<Database>, m: MigrationRecord) => Promise<void>;
+
+export interface TransitionArgs {
+  id: string;
+  /** The state (or states) the caller read the migration in; anything else is FERRY_CONFLICT. */
+  from: MigrationState | readonly MigrationState[];
+  patch?: MigrationPatch;
+  event: TransitionEvent;
+  now: Date;
+}
+
+export interface TransitionsArgs {
+  id: string;
+  from: MigrationState | readonly MigrationState[];
+  moves: ReadonlyArray<{ patch?: MigrationPatch | undefined; event: TransitionEvent }>;
+  now: Date;
+}
+
+export interface StartAttemptArgs {
+  id: string;
+  number: number;
+  fromStep: number;
+  logRef: string;
+  limitsEnforced: boolean;
+  isolated: boolean;
+  verdict: Verdict;
+  /** Its reason and detail; the kind is always `start`. */
+  event: Omit<EventInput, 'kind'>;
+  now: Date;
+  /** The first step's job, recorded on the attempt before it is started. */
+  firstJob?: { step: number; ref: string };
+  /** Artifacts the attempt will create (log, scratch, snapshot, first job): recorded here, before any is created. */
+  artifacts?: ReadonlyArray<{ kind: string; ref: string }>;
+}
+
+export interface FinishAttemptArgs {
+  id: string;
+  number: number;
+  attempt: AttemptPatch;
+  patch?: MigrationPatch;
+  event: TransitionEvent;
+  now: Date;
+}
+
+export class MigrationTransitions {
+  private readonly db: Kysely<Database>;
+  private readonly listeners = new Set<TransitionListener>();
+
+  constructor(db: Kysely<Database>) {
+    this.db = db;
+  }
+
+  /** Listen to committed transitions; returns the function that stops listening. */
+  onTransition(listener: TransitionListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Compare-and-set: move migration `id` from `from` by its event, apply `patch`, append the event.
+   * Throws FERRY_CONFLICT (or FERRY_NOT_FOUND) when the migration is not in `from` any more, and
+   * FERRY_TENANT_BUSY when the move would give its tenant a second holder.
+   */
+  async transition(args: TransitionArgs, inTrx?: InTransition): Promise<MigrationRecord> {
+    return this.transitions({ id: args.id, from: args.from, moves: [{ patch: args.patch, event: args.event }], now: args.now }, inTrx);
+  }
+
+  /**
+   * Several moves of one migration in one transaction (e.g. filed → approved → queued), each a
+   * compare-and-set with its own event. Listeners hear every move once the whole commits.
+   */
+  async transitions(args: TransitionsArgs, inTrx?: InTransition): Promise<MigrationRecord> {
+    const at = args.now.toISOString();
+    const heard: Array<{ from: MigrationState; event: EventInput }> = [];
+    try {
+      const row = await this.db.transaction().execute(async (trx) => {
+        const current = await trx.selectFrom('migrations').select('state').where('id', '=', args.id).executeTakeFirst();
+        if (!current) throw new FerryError('FERRY_NOT_FOUND', `no migration ${args.id}`, { id: args.id });
+        let froms = typeof args.from === 'string' ? [args.from] : [...args.from];
+        let state = current.state as MigrationState;
+        for (const move of args.moves) {
+          const conflict = () =>
+            new FerryError('FERRY_CONFLICT', `migration ${args.id} is ${state}, not ${froms.join(' or ')}; it changed meanwhile, reload it and decide again`, {
+              id: args.id,
+              state,
+              expected: froms,
+            });
+          if (!froms.includes(state)) throw conflict();
+          // The one transition table decides where the event leads, and refuses an illegal one.
+          const to = transition(state, move.event.kind);
+          const result = await trx
+            .updateTable('migrations')
+            .set({ state: to, updated_at: at, ...patchColumns(move.patch ?? {}) })
+            .where('id', '=', args.id)
+            .where('state', '=', state)
+            .executeTakeFirst();
+          if (Number(result.numUpdatedRows) !== 1) throw conflict();
+          await insertEvent(trx, args.id, state, to, move.event, at);
+          heard.push({ from: state, event: move.event });
+          state = to;
+          froms = [to];
+        }
+        const updated = migrationRecord(await trx.selectFrom('migrations').selectAll().where('id', '=', args.id).executeTakeFirstOrThrow());
+        if (inTrx) await inTrx(trx, updated);
+        return updated;
+      });
+      for (const { from, event } of heard) {
+        for (const listener of this.listeners) {
+          try {
+            listener(row, from, event);
+          } catch {
+            // a listener's failure never undoes or blocks a transition
+          }
+        }
+      }
+      return row;
+    } catch (err) {
+      if (isUniqueViolation(err, ONE_HOLDER_PER_TENANT)) {
+        throw new FerryError('FERRY_TENANT_BUSY', `the tenant of migration ${args.id} is held by another migration; it waits until that one is final`, { id: args.id }, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** queued → running as attempt `number`, with the attempt row and its artifacts' intents, in one transaction. */
+  async startAttempt(args: StartAttemptArgs): Promise<{ migration: MigrationRecord; artifacts: ArtifactRecord[] }> {
+    let artifacts: ArtifactRecord[] = [];
+    const migration = await this.transition(
+      {
+        id: args.id,
+        from: 'queued',
+        patch: { attempts: args.number, limitsEnforced: args.limitsEnforced, isolated: args.isolated, verdict: args.verdict, heldCause: null, heldDetail: null, failedStep: null, progress: null },
+        event: { ...args.event, kind: 'start' },
+        now: args.now,
+      },
+      async (trx, m) => {
+        if (m.attempts !== args.number) throw new FerryError('FERRY_CONFLICT', `migration ${args.id} attempt numbering changed meanwhile`);
+        await insertAttemptIn(trx, { migrationId: args.id, number: args.number, fromStep: args.fromStep, logRef: args.logRef, firstJob: args.firstJob, startedAt: args.now.toISOString() });
+        artifacts = [];
+        for (const a of args.artifacts ?? []) artifacts.push(await recordArtifactIn(trx, { migrationId: m.id, issue: m.issue, ...a }, args.now));
+      },
+    );
+    return { migration, artifacts };
+  }
+
+  /** End the running attempt: its event (`succeed`, `fail`, `cancel`) decides the migration's next state; one transaction. */
+  async finishAttempt(args: FinishAttemptArgs): Promise<MigrationRecord> {
+    return this.transition({ id: args.id, from: 'running', patch: args.patch ?? {}, event: args.event, now: args.now }, async (trx) => {
+      await updateAttemptIn(trx, args.id, args.number, { ...args.attempt, endedAt: args.now.toISOString() });
+    });
+  }
+}
