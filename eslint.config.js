@@ -23,4 +23,12 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { patterns: ['node:*', 'fs', 'path', 'child_process', '../store/*', '../substrates/*', '../runner/*', 'kysely', 'better-sqlite3', 'pg', 'fastify'] }],
     },
   },
+  // The seams import downwards only (docs/architecture.md): core <- store, substrates <- runner <- tracker, api <- cli.
+  ...[
+    ['src/store/**/*.ts', ['**/runner/*', '**/api/*', '**/tracker/*', '**/substrates/*', '**/cli/*', 'fastify']],
+    ['src/substrates/**/*.ts', ['**/store/*', '**/runner/*', '**/api/*', '**/tracker/*', '**/cli/*', 'fastify', 'kysely']],
+    ['src/runner/**/*.ts', ['**/api/*', '**/tracker/*', '**/cli/*', 'fastify']],
+    ['src/tracker/**/*.ts', ['**/api/*', '**/cli/*']],
+    ['src/api/**/*.ts', ['**/cli/*']],
+  ].map(([files, patterns]) => ({ files: [files], rules: { 'no-restricted-imports': ['error', { patterns }] } })),
 );
