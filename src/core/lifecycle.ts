@@ -1,5 +1,5 @@
 /**
- * The migration lifecycle as one transition table (ARCHITECTURE.md "Lifecycle").
+ * The migration lifecycle as one transition table (README.md "Lifecycle"; docs/architecture.md).
  *
  *   filed ──approve──▶ approved ──gate-pass──▶ queued ──start──▶ running ──succeed──▶ succeeded
  *   filed/approved/queued ──reject──▶ rejected              running ──fail──▶ held

@@ -1,5 +1,5 @@
 /**
- * The request document (ARCHITECTURE.md "Request document") and the tenant document, validated
+ * The request document (README.md "Request document"; docs/architecture.md) and the tenant document, validated
  * with zod. Unknown fields are errors at every level. `parseMigrationRequest` returns a
  * normalised MigrationRequest (quantities as integers, durations in ms, issue ref normalised).
  */

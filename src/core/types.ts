@@ -1,5 +1,5 @@
 /**
- * Ferry's terminology, as fixed by ARCHITECTURE.md.
+ * Ferry's terminology, as fixed by the design (docs/architecture.md).
  *
  * - Tenant: a long-running occupant of the platform, with a steady-state resource profile and
  *   its tenant data (a folder, a volume). Ferry never deletes tenant data on its own.

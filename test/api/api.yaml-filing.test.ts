@@ -1,4 +1,4 @@
-/** Filing the request document of ARCHITECTURE.md as YAML, and normalising its issue ref. */
+/** Filing the request document of README.md as YAML, and normalising its issue ref. */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { removeDir, startFerry, type Ferry } from '../support/harness.ts';

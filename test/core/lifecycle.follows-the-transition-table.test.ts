@@ -19,7 +19,7 @@ const EVENTS: readonly LifecycleEvent[] = [
   'cancel',
 ];
 
-/** The lifecycle of ARCHITECTURE.md, written out independently of the table under test. */
+/** The lifecycle of README.md, written out independently of the table under test. */
 const EXPECTED: ReadonlyArray<readonly [MigrationState, LifecycleEvent, MigrationState]> = [
   ['filed', 'approve', 'approved'],
   ['filed', 'reject', 'rejected'],

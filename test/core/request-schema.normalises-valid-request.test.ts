@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseMigrationRequest, parseTenantInput } from '../../src/core/request-schema.ts';
 
-/** The request document of ARCHITECTURE.md, as the YAML parser hands it over. */
+/** The request document of README.md, as the YAML parser hands it over. */
 const designExample = {
   issue: ' github:acme/platform#742 ',
   tenant: 'shop',
