@@ -108,7 +108,7 @@ const fileSchema = z.strictObject({
 });
 
 /** Options from `FERRY_*` variables. */
-export function envOptions(env: NodeJS.ProcessEnv = process.env): RawOptions {
+function envOptions(env: NodeJS.ProcessEnv = process.env): RawOptions {
   const o: RawOptions = {};
   if (env.FERRY_HOST) o.host = env.FERRY_HOST;
   if (env.FERRY_PORT) o.port = env.FERRY_PORT;
@@ -138,7 +138,7 @@ export function envOptions(env: NodeJS.ProcessEnv = process.env): RawOptions {
 }
 
 /** The config file named by flag or env, or <dataDir>/ferry.yaml if it exists. */
-export function fileOptions(path: string | undefined, dataDir: string): RawOptions {
+function fileOptions(path: string | undefined, dataDir: string): RawOptions {
   const file = path ?? resolve(dataDir, 'ferry.yaml');
   if (!existsSync(file)) {
     if (path) throw new FerryError('FERRY_INVALID_REQUEST', `config file ${path} does not exist`);

@@ -65,10 +65,6 @@ export function transition(from: MigrationState, event: LifecycleEvent): Migrati
   return to;
 }
 
-export function canTransition(from: MigrationState, event: LifecycleEvent): boolean {
-  return INDEX.has(`${from}:${event}`);
-}
-
 export function isTerminal(state: MigrationState): boolean {
   return TERMINAL_STATES.has(state);
 }

@@ -58,13 +58,6 @@ function numberToText(n: number): string {
   return String(n).replace('e+', 'e');
 }
 
-/** Parse a whole resource map. Dimension names are lower-case words (`cpu`, `memory`, `ephemeral-storage`). */
-export function parseResources(raw: Readonly<Record<string, string | number>>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [dimension, value] of Object.entries(raw)) out[dimension] = parseQuantity(dimension, value);
-  return out;
-}
-
 /** Human form of a quantity: `1500m`, `2`, `3Gi`, `1536Mi`, `1000`. */
 export function formatQuantity(dimension: string, value: number): string {
   if (dimension === 'cpu') return value % 1000 === 0 ? String(value / 1000) : `${value}m`;

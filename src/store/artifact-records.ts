@@ -30,11 +30,6 @@ export class ArtifactRecords {
     this.db = db;
   }
 
-  /** Record an artifact before it is created (intent first). Idempotent per (kind, ref). */
-  async record(a: ArtifactIntent, now: Date): Promise<ArtifactRecord> {
-    return recordArtifactIn(this.db, a, now);
-  }
-
   async mark(id: number, state: Exclude<ArtifactState, 'intended'>, now: Date): Promise<void> {
     const at = now.toISOString();
     await this.db

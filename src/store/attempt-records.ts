@@ -35,12 +35,6 @@ export class AttemptRecords {
     this.db = db;
   }
 
-  async update(migrationId: string, number: number, patch: AttemptPatch): Promise<void> {
-    const set = attemptColumns(patch);
-    if (Object.keys(set).length === 0) return;
-    await updateAttemptIn(this.db, migrationId, number, patch);
-  }
-
   async list(migrationId: string): Promise<AttemptRecord[]> {
     const rows = await this.db.selectFrom('attempts').selectAll().where('migration_id', '=', migrationId).orderBy('number').execute();
     return rows.map(attemptRecord);

@@ -10,10 +10,10 @@
  * A write that must land with another is one method of one of them, so callers never hold a
  * transaction, except the `inTrx` of a transition.
  */
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import { FerryError } from '../core/errors.ts';
 import type { MigrationState, Resources } from '../core/types.ts';
-import { ArtifactRecords, type ArtifactFilter, type ArtifactIntent } from './artifact-records.ts';
+import { ArtifactRecords, type ArtifactFilter } from './artifact-records.ts';
 import { AttemptRecords, type BeginStepArgs } from './attempt-records.ts';
 import type { SqlDialect } from './dialect.ts';
 import { EventRecords, type EventInput } from './event-records.ts';
@@ -192,10 +192,6 @@ export class Store {
     return this.attempts.beginStep(args);
   }
 
-  updateAttempt(migrationId: string, number: number, patch: AttemptPatch): Promise<void> {
-    return this.attempts.update(migrationId, number, patch);
-  }
-
   listAttempts(migrationId: string): Promise<AttemptRecord[]> {
     return this.attempts.list(migrationId);
   }
@@ -215,11 +211,6 @@ export class Store {
 
   // ── artifacts (artifact-records.ts) ──────────────────────────────────────
 
-  /** Record an artifact before it is created (intent first). Idempotent per (kind, ref). */
-  recordArtifact(a: ArtifactIntent, now: Date): Promise<ArtifactRecord> {
-    return this.artifacts.record(a, now);
-  }
-
   /** Mark artifacts created (and optionally change the migration, e.g. its snapshot), in one transaction. */
   markCreated(ids: readonly number[], now: Date, migration?: { id: string; patch: MigrationPatch }): Promise<void> {
     return this.artifacts.markCreated(ids, now, migration);
@@ -231,15 +222,5 @@ export class Store {
 
   listArtifacts(filter: ArtifactFilter): Promise<ArtifactRecord[]> {
     return this.artifacts.list(filter);
-  }
-
-  /** Storage engine self-check (SQLite integrity_check; PostgreSQL answers a query). */
-  async integrityCheck(): Promise<string> {
-    if (this.dialect === 'sqlite') {
-      const r = await sql<{ integrity_check: string }>`PRAGMA integrity_check`.execute(this.db);
-      return r.rows.map((row) => row.integrity_check).join('; ');
-    }
-    await sql`SELECT 1`.execute(this.db);
-    return 'ok';
   }
 }

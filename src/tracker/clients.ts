@@ -55,7 +55,7 @@ export class TrackerError extends FerryError {
 }
 
 /** Retryable: the tracker may accept the same call later. */
-export function isRetryableStatus(status: number): boolean {
+function isRetryableStatus(status: number): boolean {
   return status >= 500 || status === 408 || status === 429;
 }
 
@@ -95,7 +95,7 @@ function required(baseUrl: string | undefined, tracker: TrackerKind): string {
 
 // ---------------------------------------------------------------- GitHub
 
-export function createGitHubClient(options: TrackerClientOptions): TrackerClient {
+function createGitHubClient(options: TrackerClientOptions): TrackerClient {
   const silent = (): void => undefined;
   const octokit = new Octokit({
     auth: options.token,
@@ -161,7 +161,7 @@ function fromOctokit(err: unknown, method: string, path: string): TrackerError {
 
 const created = z.object({ id: z.number().int().positive() });
 
-export function createGiteaClient(options: TrackerClientOptions & { readonly baseUrl: string }): TrackerClient {
+function createGiteaClient(options: TrackerClientOptions & { readonly baseUrl: string }): TrackerClient {
   const http = jsonHttp('gitea', `${options.baseUrl.replace(/\/+$/, '')}/api/v1`, { Authorization: `token ${options.token}` }, options);
   return {
     tracker: 'gitea',
@@ -179,7 +179,7 @@ export function createGiteaClient(options: TrackerClientOptions & { readonly bas
 
 // ---------------------------------------------------------------- GitLab
 
-export function createGitLabClient(options: TrackerClientOptions & { readonly baseUrl: string }): TrackerClient {
+function createGitLabClient(options: TrackerClientOptions & { readonly baseUrl: string }): TrackerClient {
   const http = jsonHttp('gitlab', `${options.baseUrl.replace(/\/+$/, '')}/api/v4`, { 'PRIVATE-TOKEN': options.token }, options);
   return {
     tracker: 'gitlab',

@@ -29,12 +29,11 @@ export interface CommandError {
 
 export type CommandParse = { readonly ok: true; readonly command: FerryCommand } | { readonly ok: false; readonly error: CommandError };
 
-export const SIMPLE_COMMANDS = ['approve', 'cancel', 'status'] as const;
-export const COMMAND_NAMES = [...SIMPLE_COMMANDS, ...RECOVERY_ACTIONS] as const;
-export type CommandName = (typeof COMMAND_NAMES)[number];
+const SIMPLE_COMMANDS = ['approve', 'cancel', 'status'] as const;
+export type CommandName = (typeof SIMPLE_COMMANDS)[number] | RecoveryAction;
 
 /** Longest reason kept; it goes into the append-only history. */
-export const MAX_REASON = 500;
+const MAX_REASON = 500;
 
 const USAGE = [
   '/ferry approve',
@@ -47,7 +46,7 @@ const PREFIX = /^\/ferry(?=\s|$)/;
 const FENCE = /^ {0,3}(`{3,}|~{3,})/;
 
 /** Every `/ferry` line of a comment, outside fenced code blocks, trimmed. */
-export function commandLines(body: string): string[] {
+function commandLines(body: string): string[] {
   const out: string[] = [];
   let fence: string | null = null;
   for (const raw of body.replace(/\r\n?/g, '\n').split('\n')) {

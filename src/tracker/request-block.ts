@@ -7,8 +7,6 @@ import { parseDocument } from 'yaml';
 import { documentBoundsProblem, valueDepthProblem } from '../core/document-bounds.ts';
 import { FerryError } from '../core/errors.ts';
 import { parseIssueRef, type IssueRef } from '../core/issue-ref.ts';
-import { parseMigrationRequest } from '../core/request-schema.ts';
-import type { MigrationRequest } from '../core/types.ts';
 
 export interface RequestBlock {
   /** The block's content, fence lines excluded, indentation of the fence removed. */
@@ -119,12 +117,6 @@ export function readRequestBlock(body: string, threadRef: string): Record<string
   if ('issue' in document) checkIssueField(document.issue, thread, threadRef, block.firstLine + lineOfKey(block.source, 'issue'));
   document.issue = threadRef;
   return document;
-}
-
-/** readRequestBlock, then the core request schema: a validated MigrationRequest, or `null` without a block. */
-export function parseRequestBlock(body: string, threadRef: string): MigrationRequest | null {
-  const document = readRequestBlock(body, threadRef);
-  return document === null ? null : parseMigrationRequest(document);
 }
 
 function checkIssueField(raw: unknown, thread: IssueRef, threadRef: string, line: number): void {

@@ -70,7 +70,7 @@ export function parseThreadEvent(tracker: TrackerKind, event: string, payload: u
 }
 
 /** Whether a comment is Ferry's own: by its author, or by the marker every Ferry comment starts with. */
-export function isOwnComment(author: string, body: string, botUser: string | undefined): boolean {
+function isOwnComment(author: string, body: string, botUser: string | undefined): boolean {
   if (botUser !== undefined && botUser.length > 0 && author.toLowerCase() === botUser.toLowerCase()) return true;
   return body.trimStart().startsWith(FERRY_MARKER_PREFIX);
 }

@@ -64,7 +64,7 @@ export interface TrackersConfig {
 
 const names = z.union([z.array(z.string().min(1).max(200)).max(1000), z.string().max(20_000)]);
 
-export const rawTrackerSchema = z.strictObject({
+const rawTrackerSchema = z.strictObject({
   webhookSecret: z.string().optional(),
   apiUrl: z.string().optional(),
   webUrl: z.string().optional(),

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseQuantity, parseResources } from '../../src/core/quantity.ts';
+import { parseQuantity } from '../../src/core/quantity.ts';
 
 const cases: ReadonlyArray<readonly [string | number, number]> = [
   ['1500m', 1500],
@@ -27,12 +27,4 @@ for (const [raw, millicores] of cases) {
 void test('the same text means millicores for cpu but whole units for other dimensions', () => {
   assert.equal(parseQuantity('cpu', '3'), 3000);
   assert.equal(parseQuantity('pids', '3'), 3);
-});
-
-void test('parseResources parses every dimension of a map', () => {
-  assert.deepEqual(parseResources({ cpu: '1500m', memory: '2Gi', pids: 100 }), {
-    cpu: 1500,
-    memory: 2 * 1024 ** 3,
-    pids: 100,
-  });
 });

@@ -495,7 +495,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       if (!s) return;
       await s.tenant('shop');
       await s.running('m-a-00000001', 'shop');
-      await s.store.updateAttempt('m-a-00000001', 1, { step: 0, jobRef: 'job-1' });
+      await s.store.beginStep({ migrationId: 'm-a-00000001', issue: 'github:acme/platform#1', number: 1, step: 0, ref: 'job-1', now: s.now() });
       const held = await s.fail('m-a-00000001', 1);
       assert.equal(held.state, 'held');
       assert.equal(held.heldCause, 'exit-code');
@@ -529,21 +529,41 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
 
     // ── artifacts ──
 
-    void test('recordArtifact is idempotent per (kind, ref); markArtifact records creation and removal', async (t) => {
+    void test('artifacts are recorded once per (kind, ref) as intents; markArtifact records creation and removal', async (t) => {
       const s = await setup(t);
       if (!s) return;
       await s.tenant('shop');
+      await s.tenant('blog');
       await s.file('m-a-00000001', 'shop', 'github:acme/platform#1');
-      await s.file('m-a-00000002', 'shop', 'github:acme/platform#2');
-      const a = await s.store.recordArtifact({ migrationId: 'm-a-00000001', issue: 'github:acme/platform#1', kind: 'scratch', ref: '/scratch/1' }, s.now());
+      await s.queue('m-a-00000001');
+      const started = await s.store.startAttempt({
+        id: 'm-a-00000001',
+        number: 1,
+        fromStep: 0,
+        logRef: '/scratch/1',
+        limitsEnforced: true,
+        isolated: true,
+        verdict: verdict('shop'),
+        event: { actor: 'ferry', reason: 'attempt 1' },
+        now: s.now(),
+        // Same (kind, ref) twice, then the same ref as another kind: a different artifact.
+        artifacts: [
+          { kind: 'scratch', ref: '/scratch/1' },
+          { kind: 'scratch', ref: '/scratch/1' },
+          { kind: 'log', ref: '/scratch/1' },
+        ],
+      });
+      const [a, again, log] = started.artifacts;
+      assert.ok(a && again && log);
       assert.equal(a.state, 'intended');
       assert.equal(a.createdAt, null);
-      const again = await s.store.recordArtifact({ migrationId: 'm-a-00000001', issue: 'github:acme/platform#1', kind: 'scratch', ref: '/scratch/1' }, s.now());
       assert.deepEqual(again, a, 'the second record returns the first row');
-      // Same ref, other kind: a different artifact.
-      const log = await s.store.recordArtifact({ migrationId: 'm-a-00000001', issue: 'github:acme/platform#1', kind: 'log', ref: '/scratch/1' }, s.now());
       assert.notEqual(log.id, a.id);
-      const other = await s.store.recordArtifact({ migrationId: 'm-a-00000002', issue: 'github:acme/platform#2', kind: 'job', ref: 'job-2' }, s.now());
+      await s.file('m-a-00000002', 'blog', 'github:acme/platform#2');
+      await s.queue('m-a-00000002');
+      await s.start('m-a-00000002', 1);
+      const beginJob2 = () => s.store.beginStep({ migrationId: 'm-a-00000002', issue: 'github:acme/platform#2', number: 1, step: 1, ref: 'job-2', now: s.now() });
+      const other = await beginJob2();
       assert.equal((await s.store.listArtifacts({})).length, 3);
 
       await s.store.markArtifact(a.id, 'created', s.now());
@@ -551,7 +571,8 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       assert.equal(created?.state, 'created');
       assert.ok(created?.createdAt);
       // Recording again after creation still does not reset it to intended.
-      assert.equal((await s.store.recordArtifact({ migrationId: 'm-a-00000001', issue: 'github:acme/platform#1', kind: 'scratch', ref: '/scratch/1' }, s.now())).state, 'created');
+      await s.store.markArtifact(other.id, 'created', s.now());
+      assert.equal((await beginJob2()).state, 'created');
 
       await s.store.markArtifact(a.id, 'removed', s.now());
       const removed = (await s.store.listArtifacts({ migrationId: 'm-a-00000001' })).find((x) => x.id === a.id);
@@ -731,17 +752,6 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       });
       await rejectsWith(s.start('m-a-00000002', 1), 'FERRY_TENANT_BUSY');
       assert.equal(calls, 0);
-    });
-
-    // ── engine ──
-
-    void test('integrityCheck answers ok after writes', async (t) => {
-      const s = await setup(t);
-      if (!s) return;
-      await s.tenant('shop');
-      await s.running('m-a-00000001', 'shop');
-      await s.store.recordArtifact({ migrationId: 'm-a-00000001', issue: 'github:acme/platform#1', kind: 'scratch', ref: 'x' }, s.now());
-      assert.equal(await s.store.integrityCheck(), 'ok');
     });
   });
 }

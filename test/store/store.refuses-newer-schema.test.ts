@@ -51,7 +51,6 @@ void describe('SQLite', () => {
       const again = await openSqliteStore(path);
       try {
         assert.deepEqual((await again.listTenants()).map((t) => t.id), ['shop']);
-        assert.equal(await again.integrityCheck(), 'ok');
       } finally {
         await again.close();
       }
@@ -60,6 +59,7 @@ void describe('SQLite', () => {
     try {
       const names = db.prepare(`SELECT name FROM ${TABLE} ORDER BY name`).all() as Array<{ name: string }>;
       assert.deepEqual(names.map((r) => r.name), KNOWN, 'each schema migration recorded once');
+      assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
     } finally {
       db.close();
     }

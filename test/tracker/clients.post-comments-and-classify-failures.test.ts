@@ -82,14 +82,14 @@ async function rejectsWith(promise: Promise<unknown>, expected: Partial<Pick<Tra
 for (const c of CASES) {
   void test(`${c.tracker}: createComment posts the body to the issue with the token and returns the comment id`, async () => {
     await withServer(c, async (client, server) => {
-      const created = await client.createComment(c.issue, '<!-- ferry:status:m-1 -->\nhello | world');
+      const created = await client.createComment(c.issue, '<!-- ferry:status:m-lx3k9a-00000001 -->\nhello | world');
       assert.deepEqual(created, { id: c.commentId });
       assert.equal(server.requests.length, 1);
       const [req] = server.requests;
       assert.equal(req?.method, c.create.method);
       assert.equal(req?.url, c.create.path);
       assert.equal(c.auth(req?.headers ?? {}), c.authValue);
-      assert.deepEqual(JSON.parse(req?.body ?? ''), { body: '<!-- ferry:status:m-1 -->\nhello | world' });
+      assert.deepEqual(JSON.parse(req?.body ?? ''), { body: '<!-- ferry:status:m-lx3k9a-00000001 -->\nhello | world' });
     });
   });
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { admit } from '../../src/core/admission.ts';
 import type { HeldFacts } from '../../src/core/recovery.ts';
 import { renderClosureSummary, renderCommandRefusal, renderStatusComment, renderVerdictComment, type StatusView } from '../../src/tracker/comments.ts';
-import { statusMarkerOf } from '../../src/tracker/markers.ts';
+import { marker } from '../../src/tracker/markers.ts';
 
 const GI = 1024 ** 3;
 const TENANT = { id: 'shop', steadyState: { cpu: 1000, memory: GI }, data: '/srv/shop', runAs: { uid: 200000, gid: 200000 }, allowRoot: false };
@@ -25,8 +25,8 @@ function includesInOrder(text: string, expected: readonly string[]): void {
 
 void test('an admitted request: a table row per dimension and the migration id it was filed as', () => {
   const verdict = admit({ tenantId: 'shop', peak: { cpu: 1500, memory: 2 * GI }, tenant: TENANT, capacity: { cpu: 8000, memory: 16 * GI }, now: NOW });
-  const text = renderVerdictComment(verdict, { migrationId: 'm-17' });
-  assert.equal(lines(text)[0], '<!-- ferry:verdict:m-17 -->');
+  const text = renderVerdictComment(verdict, { migrationId: 'm-lx3k9a-00000017' });
+  assert.equal(lines(text)[0], '<!-- ferry:verdict:m-lx3k9a-00000017 -->');
   includesInOrder(text, [
     '### Ferry: request admitted',
     '| Dimension | Declared peak | Steady-state | Cap (2x) | Result |',
@@ -34,7 +34,7 @@ void test('an admitted request: a table row per dimension and the migration id i
     '| cpu | 1500m | 1 | 2 | pass |',
     '| memory | 2Gi | 1Gi | 2Gi | pass |',
     'Checked at 2024-05-02T10:00:00.000Z against the steady-state of tenant `shop`.',
-    'Filed as migration `m-17`. It starts after an operator approves it with `/ferry approve`.',
+    'Filed as migration `m-lx3k9a-00000017`. It starts after an operator approves it with `/ferry approve`.',
   ]);
 });
 
@@ -66,7 +66,7 @@ const FACTS: HeldFacts = {
 
 function held(overrides: Partial<StatusView> = {}): StatusView {
   return {
-    migrationId: 'm-17',
+    migrationId: 'm-lx3k9a-00000017',
     issue: 'github:acme/platform#742',
     tenant: 'shop',
     state: 'held',
@@ -81,9 +81,9 @@ function held(overrides: Partial<StatusView> = {}): StatusView {
 
 void test('a held status comment: cause, failed step, checkpoint, fenced log tail and the four actions', () => {
   const text = renderStatusComment(held());
-  assert.equal(lines(text)[0], '<!-- ferry:status:m-17 -->');
+  assert.equal(lines(text)[0], '<!-- ferry:status:m-lx3k9a-00000017 -->');
   includesInOrder(text, [
-    '### Ferry: migration `m-17` — held',
+    '### Ferry: migration `m-lx3k9a-00000017` — held',
     'Held: attempt 2 failed. Nothing runs, nothing is cleaned up, and later migrations of tenant `shop` wait until an operator chooses one of the actions below.',
     '- **State:** held',
     '- **Attempt:** 2',
@@ -113,7 +113,7 @@ void test('a held status comment keeps only the end of a long log, and says wipe
     '- **Cause:** `limit-exceeded`: the job went over its declared peak (its hard limits) and was stopped',
     '- **Last checkpoint:** none',
     '```text',
-    '… (earlier lines: ferry logs m-17)',
+    '… (earlier lines: ferry logs m-lx3k9a-00000017)',
     'line 461',
     'line 500',
     '```',
@@ -125,64 +125,64 @@ void test('a held status comment keeps only the end of a long log, and says wipe
 
 void test('a queued migration behind another thread links that thread', () => {
   const text = renderStatusComment({
-    migrationId: 'm-18',
+    migrationId: 'm-lx3k9a-00000018',
     issue: 'github:acme/platform#743',
     tenant: 'shop',
     state: 'queued',
     attempt: 0,
     steps: ['copy'],
     updatedAt: '2024-05-02T11:00:00Z',
-    waitingFor: { migrationId: 'm-17', issue: 'github:acme/platform#742', url: 'https://github.com/acme/platform/issues/742', state: 'held' },
+    waitingFor: { migrationId: 'm-lx3k9a-00000017', issue: 'github:acme/platform#742', url: 'https://github.com/acme/platform/issues/742', state: 'held' },
   });
   includesInOrder(text, [
-    '<!-- ferry:status:m-18 -->',
-    'Waiting: tenant `shop` is held by migration `m-17` of [github:acme/platform\\#742](https://github.com/acme/platform/issues/742) (held). This migration starts after that one ends.',
+    '<!-- ferry:status:m-lx3k9a-00000018 -->',
+    'Waiting: tenant `shop` is held by migration `m-lx3k9a-00000017` of [github:acme/platform\\#742](https://github.com/acme/platform/issues/742) (held). This migration starts after that one ends.',
     '- **Attempt:** none yet',
   ]);
   const unsafe = renderStatusComment({
-    migrationId: 'm-18',
+    migrationId: 'm-lx3k9a-00000018',
     issue: 'gitea:acme/platform#3',
     tenant: 'shop',
     state: 'queued',
     attempt: 0,
     steps: ['copy'],
     updatedAt: 'now',
-    waitingFor: { migrationId: 'm-17', issue: 'gitea:acme/platform#2', url: 'javascript:alert(1)', state: 'running' },
+    waitingFor: { migrationId: 'm-lx3k9a-00000017', issue: 'gitea:acme/platform#2', url: 'javascript:alert(1)', state: 'running' },
   });
-  assert.match(unsafe, /held by migration `m-17` of gitea:acme\/platform\\#2 \(running\)\./);
+  assert.match(unsafe, /held by migration `m-lx3k9a-00000017` of gitea:acme\/platform\\#2 \(running\)\./);
 });
 
 void test('a running status comment shows the step and progress', () => {
   const text = renderStatusComment({ ...held(), state: 'running', held: null, currentStep: 0, progress: { done: 3, total: 4 } });
-  includesInOrder(text, ['### Ferry: migration `m-17` — running', 'Running attempt 2.', '- **Step:** 1 of 2 (`copy-files`)', '- **Progress:** 3/4 (75%)']);
+  includesInOrder(text, ['### Ferry: migration `m-lx3k9a-00000017` — running', 'Running attempt 2.', '- **Step:** 1 of 2 (`copy-files`)', '- **Progress:** 3/4 (75%)']);
   assert.doesNotMatch(text, /What an operator can do/);
 });
 
-void test('the status marker is found on the first line only', () => {
-  assert.equal(statusMarkerOf(renderStatusComment(held())), 'm-17');
-  assert.equal(statusMarkerOf('quoting:\n<!-- ferry:status:m-17 -->'), null);
-  assert.equal(statusMarkerOf(renderVerdictComment(admit({ tenantId: 'x', peak: { cpu: 1, memory: 1 }, tenant: null, capacity: {}, now: NOW }))), null);
+void test('the status comment opens with a marker naming its migration; a marker takes only a migration id', () => {
+  assert.equal(lines(renderStatusComment(held()))[0], '<!-- ferry:status:m-lx3k9a-00000017 -->');
+  assert.throws(() => marker('status', 'm-17 --><script>'), TypeError);
+  assert.throws(() => marker('status', 'm-17'), TypeError);
 });
 
 void test('the closure summary lists every removed artifact and says tenant data was kept', () => {
   const text = renderClosureSummary({
     issue: 'github:acme/platform#742',
-    cancelled: [{ migrationId: 'm-17', from: 'held' }],
+    cancelled: [{ migrationId: 'm-lx3k9a-00000017', from: 'held' }],
     removed: [
-      { migrationId: 'm-17', kind: 'scratch', name: '/var/lib/ferry/scratch/m-17-2' },
-      { migrationId: 'm-17', kind: 'snapshot', name: 'shop@m-17|pre' },
+      { migrationId: 'm-lx3k9a-00000017', kind: 'scratch', name: '/var/lib/ferry/scratch/m-lx3k9a-00000017-2' },
+      { migrationId: 'm-lx3k9a-00000017', kind: 'snapshot', name: 'shop@m-lx3k9a-00000017|pre' },
     ],
-    pending: [{ migrationId: 'm-17', kind: 'container', name: 'ferry-m-17-2', error: 'engine unreachable' }],
+    pending: [{ migrationId: 'm-lx3k9a-00000017', kind: 'container', name: 'ferry-m-lx3k9a-00000017-2', error: 'engine unreachable' }],
   });
   includesInOrder(text, [
     '<!-- ferry:closure -->',
     '### Ferry: issue closed',
-    'Cancelled: `m-17` (was held).',
+    'Cancelled: `m-lx3k9a-00000017` (was held).',
     'Removed 2 job artifacts:',
     '| Migration | Kind | Artifact |',
-    '| `m-17` | scratch | `/var/lib/ferry/scratch/m-17-2` |',
-    '| `m-17` | snapshot | `shop@m-17\\|pre` |',
-    '| `m-17` | container | `ferry-m-17-2` | engine unreachable |',
+    '| `m-lx3k9a-00000017` | scratch | `/var/lib/ferry/scratch/m-lx3k9a-00000017-2` |',
+    '| `m-lx3k9a-00000017` | snapshot | `shop@m-lx3k9a-00000017\\|pre` |',
+    '| `m-lx3k9a-00000017` | container | `ferry-m-lx3k9a-00000017-2` | engine unreachable |',
     "Tenant data is not a job artifact and was left as it is. The migrations' history is kept. Reopening the issue recreates nothing.",
   ]);
   assert.match(renderClosureSummary({ issue: 'x', cancelled: [], removed: [] }), /^No job artifacts to remove\.$/m);

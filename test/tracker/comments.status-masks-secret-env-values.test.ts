@@ -11,7 +11,7 @@ const SECRET = 'pa55-w0rd-for-db';
 
 function heldView(secretValues?: readonly string[]): StatusView {
   return {
-    migrationId: 'm-17',
+    migrationId: 'm-lx3k9a-00000017',
     issue: 'github:acme/platform#742',
     tenant: 'shop',
     state: 'held',

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FerryError } from '../../src/core/errors.ts';
-import { findRequestBlock, parseRequestBlock, readRequestBlock } from '../../src/tracker/request-block.ts';
+import { parseMigrationRequest } from '../../src/core/request-schema.ts';
+import { findRequestBlock, readRequestBlock } from '../../src/tracker/request-block.ts';
 import { fixture } from './helpers.ts';
 
 const THREAD = 'github:acme/platform#742';
@@ -84,9 +85,11 @@ void test('an empty block, or one that is not a mapping, says what to write', ()
   assert.throws(() => readRequestBlock('```ferry\n- a\n- b\n```', THREAD), invalid(/must be a YAML mapping .* not a list/));
 });
 
-void test('parseRequestBlock validates with the core schema: the Gitea fixture yields a MigrationRequest', () => {
+void test('the block of the Gitea fixture is a valid request for the core schema, filed in its thread', () => {
   const payload = fixture('gitea-issues-opened.json');
-  const request = parseRequestBlock((payload.issue as { body: string }).body, 'gitea:acme/platform#12');
+  const document = readRequestBlock((payload.issue as { body: string }).body, 'gitea:acme/platform#12');
+  assert.ok(document);
+  const request = parseMigrationRequest(document);
   assert.equal(request?.issue, 'gitea:acme/platform#12');
   assert.equal(request?.tenant, 'shop');
   assert.deepEqual(request?.peak, { cpu: 1500, memory: 2 * 1024 ** 3 });

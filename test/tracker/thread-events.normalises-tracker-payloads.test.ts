@@ -69,7 +69,7 @@ void test("Ferry's own comments are skipped: by the configured bot user (any cas
   const payload = githubExample('issue_comment', 'created');
   assert.equal(parseThreadEvent('github', 'issue_comment', payload, { botUser: 'codertocat' }), null);
   assert.notEqual(parseThreadEvent('github', 'issue_comment', payload, { botUser: 'ferry-bot' }), null);
-  (payload.comment as Record<string, unknown>).body = '<!-- ferry:status:m-1 -->\n### Ferry: migration `m-1` — held\n/ferry resume x';
+  (payload.comment as Record<string, unknown>).body = '<!-- ferry:status:m-lx3k9a-00000001 -->\n### Ferry: migration `m-lx3k9a-00000001` — held\n/ferry resume x';
   assert.equal(parseThreadEvent('github', 'issue_comment', payload, { botUser: 'ferry-bot' }), null);
 });
 

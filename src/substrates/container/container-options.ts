@@ -61,10 +61,10 @@ export interface ContainerSubstrateConfig {
   readonly logLimit: number;
 }
 
-export const DEFAULT_PIDS_LIMIT = 1024;
-export const DEFAULT_LOG_LIMIT = 64 * 1024 * 1024;
+const DEFAULT_PIDS_LIMIT = 1024;
+const DEFAULT_LOG_LIMIT = 64 * 1024 * 1024;
 /** Smallest logLimit: a head and a tail of 512 bytes each still say something. */
-export const MIN_LOG_LIMIT = 1024;
+const MIN_LOG_LIMIT = 1024;
 
 /**
  * Resolve raw options. `env` is passed in (default `process.env`) so that this is the one place

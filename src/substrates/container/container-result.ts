@@ -65,7 +65,7 @@ function signalOf(exitCode: number): string | null {
   return null;
 }
 
-export function formatMs(ms: number): string {
+function formatMs(ms: number): string {
   if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
   if (ms % 60_000 === 0) return `${ms / 60_000}m`;
   if (ms % 1000 === 0) return `${ms / 1000}s`;

@@ -1,6 +1,6 @@
 /** Reading the Engine API's HTTP errors as dockerode reports them (`statusCode` on the error). */
 
-export function engineStatus(err: unknown): number | null {
+function engineStatus(err: unknown): number | null {
   if (typeof err === 'object' && err !== null && 'statusCode' in err) {
     const code = (err as { statusCode: unknown }).statusCode;
     return typeof code === 'number' ? code : null;

@@ -45,11 +45,11 @@ import { OUTPUT_PREFIX } from '../../core/job-output.ts';
 const NEWLINE = 0x0a;
 const NL = Buffer.from('\n');
 /** Longest piece of a line handled at once. */
-export const MAX_LINE_PIECE = 64 * 1024;
+const MAX_LINE_PIECE = 64 * 1024;
 /** A `::ferry::` line is cut to this many bytes (before its newline) in the log and for onLine. */
-export const MAX_SIGNAL_LINE = 4096;
+const MAX_SIGNAL_LINE = 4096;
 /** Default bytes of `::ferry::` lines from a step's dropped middle written as they leave the ring. */
-export const DEFAULT_SIGNAL_BUDGET = 1024 * 1024;
+const DEFAULT_SIGNAL_BUDGET = 1024 * 1024;
 const SIGNAL_PREFIX = Buffer.from(OUTPUT_PREFIX);
 const CHECKPOINT_PREFIX = Buffer.from(`${OUTPUT_PREFIX}checkpoint`);
 const PROGRESS_PREFIX = Buffer.from(`${OUTPUT_PREFIX}progress`);

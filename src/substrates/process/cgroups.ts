@@ -153,7 +153,7 @@ function v2Driver(own: string): CgroupDriver | { error: string } {
 }
 
 /** millicores → CFS quota. 1000m is one full period of one core. */
-export function cpuQuota(millicores: number): { period: number; quota: number } {
+function cpuQuota(millicores: number): { period: number; quota: number } {
   const period = millicores < 10 ? LONG_PERIOD_US : PERIOD_US;
   return { period, quota: Math.max(1000, Math.round((millicores * period) / 1000)) };
 }

@@ -172,11 +172,6 @@ export class ProcessSubstrate implements Substrate {
     return stepFolder(this.roots.jobs, spec);
   }
 
-  /** Where the runner keeps attempt logs for this substrate. */
-  logsDir(): string {
-    return this.roots.logs;
-  }
-
   /** The migration's own folder: owned by its tenant's identity, 0700. */
   async createScratch(ref: string, spec: { migrationId: string; issue: string; tenant: Tenant }): Promise<void> {
     this.assertUnder('scratch', ref);

@@ -93,10 +93,6 @@ export class Spawner {
     return !this.ended;
   }
 
-  get pid(): number | undefined {
-    return this.child.pid;
-  }
-
   /**
    * Starts a detached supervisor; resolves with its pid and a handle its exit settles. A request
    * with a NUL byte in any string is refused here (SpawnFailedError EINVAL) and never sent: C would

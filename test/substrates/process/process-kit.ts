@@ -42,7 +42,8 @@ export async function processKit(options: Partial<ProcessSubstrateOptions> = {})
         env: {},
         limits: { cpu: 1000, memory: 256 * 1024 * 1024 },
         scratchRef,
-        logPath: join(substrate.logsDir(), migrationId, 'attempt-1.log'),
+        // Where service.ts puts the runner's attempt logs, the root the substrate removes logs under.
+        logPath: join(dataDir, 'logs', migrationId, 'attempt-1.log'),
         ...extra,
       };
       const ref = substrate.jobRef(spec);
