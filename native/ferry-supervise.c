@@ -107,13 +107,22 @@ static long long now_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * Set when the attempt log refused bytes (a full disk, a quota, an I/O error): the job is then
+ * stopped, since a log that silently lost its output would lie about what ran.
+ */
+static int log_write_failed = 0;
+
 static void write_all(int fd, const void *data, size_t len) {
   const char *p = data;
   while (len > 0) {
     ssize_t n = write(fd, p, len);
     if (n < 0 && errno == EINTR) continue;
     /* A full disk loses log bytes, never the job's result (its record is allocated up front). */
-    if (n <= 0) return;
+    if (n <= 0) {
+      log_write_failed = 1;
+      return;
+    }
     p += n;
     len -= (size_t)n;
   }
@@ -798,7 +807,7 @@ int main(int argc, char **argv) {
   long long started = now_ms();
   long long deadline = timeout_ms > 0 ? started + timeout_ms : 0;
   long long kill_at = 0;
-  int cancelled = 0, timed_out = 0, status = 0, output_open = 1;
+  int cancelled = 0, timed_out = 0, status = 0, output_open = 1, log_stopped = 0;
 
   for (;;) {
     long long wake = 0;
@@ -821,6 +830,12 @@ int main(int argc, char **argv) {
       kill_at = 0;
     }
     if (fds[1].revents) read_output(out[0], &sink, &output_open);
+    if (log_write_failed && !log_stopped) {
+      /* Confined, SIGKILL to the init ends the whole namespace; the result then reads "killed by SIGKILL". */
+      log_stopped = 1;
+      dprintf(2, "ferry-supervise: the attempt log refused output (%s); stopping the job\n", strerror(errno));
+      kill(confined ? child : -child, SIGKILL);
+    }
     if (!(fds[0].revents & POLLIN)) continue;
     struct signalfd_siginfo info;
     int exited = 0;
