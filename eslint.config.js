@@ -23,6 +23,21 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { patterns: ['node:*', 'fs', 'path', 'child_process', '../store/*', '../substrates/*', '../runner/*', 'kysely', 'better-sqlite3', 'pg', 'fastify'] }],
     },
   },
+  {
+    // The operator console: plain browser ES modules, no build step and no type information.
+    files: ['src/console/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+  {
+    files: ['src/console/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        ['window', 'document', 'location', 'history', 'fetch', 'EventSource', 'sessionStorage', 'URLSearchParams', 'TextDecoder', 'AbortController', 'Node', 'setTimeout', 'clearTimeout', 'console'].map((g) => [g, 'readonly']),
+      ),
+    },
+    rules: { 'no-undef': 'error' },
+  },
   // The seams import downwards only (docs/architecture.md): core <- store, substrates <- runner <- tracker, api <- cli.
   ...[
     ['src/store/**/*.ts', ['**/runner/*', '**/api/*', '**/tracker/*', '**/substrates/*', '**/cli/*', 'fastify']],

@@ -119,6 +119,7 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog)
     const limits = substrate.limits();
     const isolation = substrate.isolation();
     log('info', `ferry listening on ${url}`, {
+      console: `${url}/`,
       dataDir: config.dataDir,
       store: store.dialect,
       substrate: substrate.kind,

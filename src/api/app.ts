@@ -5,7 +5,9 @@
  *
  * This module builds the instance — server timeouts, the connection cap, the body parsers, error
  * handling, the refusal while stopping — and registers the routes, one file per resource:
- * health-routes, tenant-routes, migration-routes, log-routes, issue-routes, webhook-routes.
+ * health-routes, tenant-routes, migration-routes, log-routes, issue-routes, webhook-routes, and
+ * for the operator console session-routes (sign-in), event-routes (server-sent events),
+ * capacity-routes and console-routes (its static files at `/`).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { createServer, type RequestListener } from 'node:http';
@@ -15,7 +17,10 @@ import type { Runner } from '../runner/runner.ts';
 import type { DeliveryHandler } from '../tracker/thread-service.ts';
 import type { TokenRegistry } from './auth.ts';
 import { connectionCap, guardConnections, processDescriptorLimit } from './connection-guard.ts';
+import { registerCapacityRoutes } from './capacity-routes.ts';
+import { registerConsoleRoutes } from './console-routes.ts';
 import { registerDocumentParsers } from './document-parsers.ts';
+import { registerEventRoutes } from './event-routes.ts';
 import { registerHealthRoutes } from './health-routes.ts';
 import { registerIssueRoutes } from './issue-routes.ts';
 import type { FollowerLimits } from './log-followers.ts';
@@ -24,6 +29,8 @@ import { registerMigrationRoutes } from './migration-routes.ts';
 import { clientError, sendProblem } from './problems.ts';
 import { MAX_PARAM_LENGTH } from './request-params.ts';
 import { routeAccess } from './route-access.ts';
+import { SessionStore } from './session.ts';
+import { registerSessionRoutes } from './session-routes.ts';
 import { registerTenantRoutes } from './tenant-routes.ts';
 import { registerWebhookRoutes } from './webhook-routes.ts';
 
@@ -50,6 +57,8 @@ export interface ApiOptions {
   readonly requestTimeoutMs?: number | undefined;
   /** Time an idle keep-alive connection stays open, in ms. Default 5000. */
   readonly keepAliveTimeoutMs?: number | undefined;
+  /** Console sessions end after this long without a request, in ms. Default 12 hours. */
+  readonly sessionIdleMs?: number | undefined;
 }
 
 export function buildApi(opts: ApiOptions): FastifyInstance {
@@ -101,8 +110,14 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     sendProblem(reply, new FerryError('FERRY_NOT_FOUND', `no such endpoint: ${request.method} ${request.url.split('?')[0]}; see the API in README.md`), request),
   );
 
-  const access = routeAccess(runner, opts.tokens);
+  // In memory only: a restart signs every console user out (src/api/session.ts).
+  const sessions = new SessionStore(opts.sessionIdleMs !== undefined ? { idleMs: opts.sessionIdleMs } : {});
+  const access = routeAccess(runner, opts.tokens, sessions);
   registerHealthRoutes(app, runner);
+  registerConsoleRoutes(app);
+  registerSessionRoutes(app, opts.tokens, sessions, access);
+  registerEventRoutes(app, runner, access, opts.maxFollowers, opts.log);
+  registerCapacityRoutes(app, runner, access);
   registerTenantRoutes(app, runner, access);
   registerMigrationRoutes(app, runner, access);
   registerLogRoutes(app, runner, access, opts.maxFollowers);

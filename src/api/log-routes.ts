@@ -3,8 +3,15 @@
  * (`?follow=true`) until the attempt ends. Followers share one tail per log and are bounded per
  * token and in all (src/api/log-followers.ts). Secret env values are masked in the text served;
  * the file on disk keeps what the job wrote.
+ *
+ * `?tail=BYTES` serves only about the last BYTES of the log as it is when asked (from the first
+ * whole line), then, with `follow`, everything written after: the console shows a 100 MB log this
+ * way. The header `X-Ferry-Log-Skipped` says how many bytes were left out. `?download=true` asks
+ * the browser to save the log as a file.
  */
 import type { FastifyInstance } from 'fastify';
+import { stat } from 'node:fs/promises';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { z } from 'zod';
 import { FerryError } from '../core/errors.ts';
 import type { Runner } from '../runner/runner.ts';
@@ -23,6 +30,8 @@ declare module 'fastify' {
 const logsQuery = z.strictObject({
   attempt: z.string().regex(/^[1-9]\d{0,5}$/, 'must be an attempt number').optional(),
   follow: z.enum(['true', 'false']).optional(),
+  tail: z.string().regex(/^[1-9]\d{0,9}$/, 'must be a number of bytes').optional(),
+  download: z.enum(['true', 'false']).optional(),
 });
 
 /** A follower dropped for not reading is sent a closing line; one that does not read even that loses its connection after this. */
@@ -51,9 +60,12 @@ export function registerLogRoutes(app: FastifyInstance, runner: Runner, access: 
     const attempt = await store.getAttempt(id, number);
     if (!attempt) throw new FerryError('FERRY_NOT_FOUND', `migration ${id} has no attempt ${number}`);
     const source = { migrationId: id, attempt: number, path: attempt.logRef, secrets: secretValues(m.request) };
+    const skip = q.tail === undefined ? 0 : Math.max(0, (await logSize(attempt.logRef)) - Number(q.tail));
+    reply.header('x-ferry-log-skipped', String(skip));
+    if (q.download === 'true') reply.header('content-disposition', `attachment; filename="${id}-attempt-${number}.log"`);
     if (q.follow !== 'true') {
       reply.type('text/plain; charset=utf-8');
-      return reply.send(followers.readOnce(source));
+      return reply.send(skipping(followers.readOnce(source), skip));
     }
     // A follower stops when the attempt ends, the client goes away, or the server closes.
     const stream = followers.follow(source, principalOf(request).name);
@@ -63,6 +75,50 @@ export function registerLogRoutes(app: FastifyInstance, runner: Runner, access: 
       setTimeout(() => request.raw.socket?.destroy(), DROPPED_FOLLOWER_GRACE_MS).unref();
     });
     reply.type('text/plain; charset=utf-8');
-    return reply.send(stream);
+    return reply.send(skipping(stream, skip));
   });
+}
+
+async function logSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * `source` without its first `skip` bytes and the rest of the line they end in. The log is read
+ * from its start on the server (the masker needs the text in order) but only the tail is sent.
+ */
+function skipping(source: Readable, skip: number): Readable {
+  if (skip === 0) return source;
+  let left = skip;
+  let inLine = true;
+  const out = new Transform({
+    transform(chunk: Buffer, _enc, done: TransformCallback) {
+      let buf = chunk;
+      if (left > 0) {
+        if (buf.length <= left) {
+          left -= buf.length;
+          if (left === 0) inLine = buf[buf.length - 1] !== 10;
+          return done();
+        }
+        inLine = buf[left - 1] !== 10;
+        buf = buf.subarray(left);
+        left = 0;
+      }
+      if (inLine) {
+        const nl = buf.indexOf(10);
+        if (nl < 0) return done();
+        buf = buf.subarray(nl + 1);
+        inLine = false;
+      }
+      done(null, buf);
+    },
+  });
+  // Closing the response closes the follower (and frees its place), as without a tail.
+  out.once('close', () => source.destroy());
+  source.once('error', (err) => out.destroy(err));
+  return source.pipe(out);
 }

@@ -1,6 +1,7 @@
 /**
- * Who may call a route and what a token may see. Every route but /healthz, /metrics and the
- * webhooks authenticates a bearer token and needs a role (src/core/roles.ts). A token limited to
+ * Who may call a route and what a token may see. Every route but /healthz, /metrics, the console's
+ * files and the webhooks authenticates a bearer token, or the console's session cookie (with its
+ * CSRF rules, src/api/session.ts), and needs a role (src/core/roles.ts). A token limited to
  * tenants sees nothing of the others: what it may not see answers exactly as what does not exist
  * (404), so that it cannot learn which tenants or migrations there are.
  */
@@ -11,6 +12,7 @@ import type { Role } from '../core/roles.ts';
 import type { Actor, Runner } from '../runner/runner.ts';
 import type { MigrationRecord } from '../store/records.ts';
 import { inScope, requireRole, type Principal, type TokenRegistry } from './auth.ts';
+import { SESSION_COOKIE, assertCsrf, cookieValue, type SessionStore } from './session.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -20,7 +22,10 @@ declare module 'fastify' {
 }
 
 export interface RouteAccess {
-  /** An onRequest hook: the request must carry a known token of `role` or above. */
+  /**
+   * An onRequest hook: the request must carry a known token of `role` or above, or the cookie of a
+   * console session of such a token (then a state change also needs the CSRF header and same origin).
+   */
   auth(role: Role): (request: FastifyRequest) => Promise<void>;
   /** Who did it, as recorded on the migration's events. */
   actor(request: FastifyRequest): Actor;
@@ -34,14 +39,23 @@ export interface RouteAccess {
   checkDocumentScope(request: FastifyRequest): void;
 }
 
-export function routeAccess(runner: Runner, tokens: TokenRegistry): RouteAccess {
+export function routeAccess(runner: Runner, tokens: TokenRegistry, sessions: SessionStore): RouteAccess {
   const principalOf = (request: FastifyRequest): Principal => {
     if (!request.principal) throw new FerryError('FERRY_UNAUTHENTICATED', 'this endpoint needs a token: send Authorization: Bearer <token>');
     return request.principal;
   };
+  // A bearer token wins over a cookie: the CLI and scripts never depend on a browser's session.
+  const authenticate = (request: FastifyRequest): Principal => {
+    const sid = request.headers.authorization === undefined ? cookieValue(request.headers.cookie, SESSION_COOKIE) : null;
+    if (sid === null || sid === '') return tokens.authenticate(request.headers.authorization);
+    const session = sessions.get(sid);
+    if (!session) throw new FerryError('FERRY_UNAUTHENTICATED', 'the console session has ended (12 hours idle, signed out, or the server restarted); sign in again with your token');
+    assertCsrf(request, session);
+    return session.principal;
+  };
   return {
     auth: (role) => async (request) => {
-      const principal = tokens.authenticate(request.headers.authorization);
+      const principal = authenticate(request);
       requireRole(principal, role);
       request.principal = principal;
     },

@@ -25,6 +25,8 @@ export const ERRORS = {
   FERRY_REASON_TOO_LONG: 422,
   FERRY_UNAUTHENTICATED: 401,
   FERRY_FORBIDDEN: 403,
+  /** A state change with the console's session cookie but without its CSRF token (X-Ferry-CSRF), or from a page of another origin. */
+  FERRY_CSRF: 403,
   FERRY_NOT_FOUND: 404,
   FERRY_WRONG_STATE: 409,
   FERRY_CONFLICT: 409,

@@ -23,8 +23,14 @@ export interface NewMigration {
 
 export interface MigrationFilter {
   tenant?: string;
+  /** Only migrations of these tenants (a token limited to tenants); default: all. */
+  tenants?: readonly string[];
   state?: readonly MigrationState[];
   issue?: string;
+  /** Oldest first (`asc`, the default) or newest first (`desc`), by filing time then id. */
+  order?: 'asc' | 'desc';
+  /** Keyset paging: only migrations after this one in `order` (its createdAt and id). */
+  after?: { readonly createdAt: string; readonly id: string };
   /** Default 10 000. */
   limit?: number;
 }
@@ -89,7 +95,16 @@ export class MigrationRecords {
     if (filter.issue !== undefined) q = q.where('issue', '=', filter.issue);
     // An empty state list matches nothing; `in ()` is not SQL, so it filters on a state no row has.
     if (filter.state !== undefined) q = q.where('state', 'in', filter.state.length ? [...filter.state] : ['-']);
-    const rows = await q.orderBy('created_at').orderBy('id').limit(filter.limit ?? 10_000).execute();
+    if (filter.tenants !== undefined) q = q.where('tenant', 'in', filter.tenants.length ? [...filter.tenants] : ['-']);
+    const desc = filter.order === 'desc';
+    const after = filter.after;
+    if (after !== undefined) {
+      // Keyset, not OFFSET: page n costs as much as page 1, and a filing between two pages shifts nothing.
+      const past = desc ? '<' : '>';
+      q = q.where((eb) => eb.or([eb('created_at', past, after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', past, after.id)])]));
+    }
+    const direction = desc ? 'desc' : 'asc';
+    const rows = await q.orderBy('created_at', direction).orderBy('id', direction).limit(filter.limit ?? 10_000).execute();
     return rows.map(migrationRecord);
   }
 

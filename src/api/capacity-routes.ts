@@ -1,0 +1,20 @@
+/**
+ * GET /v1/capacity (filer): what the scheduler may hand out at once (the node's capacity, or the
+ * configured one) and what the running migrations' declared peaks use of it. A token limited to
+ * tenants sees the use of its own tenants' migrations only, so that it learns nothing of others.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Runner } from '../runner/runner.ts';
+import { inScope } from './auth.ts';
+import type { RouteAccess } from './route-access.ts';
+
+export function registerCapacityRoutes(app: FastifyInstance, runner: Runner, access: RouteAccess): void {
+  const { auth, principalOf } = access;
+  app.get('/v1/capacity', { onRequest: auth('filer') }, async (request) => {
+    const principal = principalOf(request);
+    const running = (await runner.store.listMigrations({ state: ['running'] })).filter((m) => inScope(principal, m.tenant));
+    const used: Record<string, number> = {};
+    for (const m of running) for (const [d, v] of Object.entries(m.peak)) used[d] = (used[d] ?? 0) + v;
+    return { capacity: runner.capacity, used, running: running.map((m) => ({ id: m.id, tenant: m.tenant, peak: m.peak })), scoped: principal.tenants !== null };
+  });
+}

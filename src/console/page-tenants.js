@@ -1,0 +1,62 @@
+// Tenants and the node's capacity: each tenant's steady-state, data, identity, the migration
+// holding it (linked) and those queued behind; what the running migrations' peaks use.
+import { api, onEvent } from './api.js';
+import { fill, h, migrationLink, quantity, resources, stateBadge, table } from './dom.js';
+
+export async function renderTenants(main) {
+  const body = h('div', {});
+  fill(main, h('h1', {}, 'Tenants and capacity'), body);
+
+  async function load() {
+    const [tenants, capacity, active] = await Promise.all([
+      api('GET', '/v1/tenants'),
+      api('GET', '/v1/capacity'),
+      api('GET', '/v1/migrations?state=running,held,queued,approved&limit=500&order=desc'),
+    ]);
+    const byTenant = new Map();
+    for (const m of active) {
+      const t = byTenant.get(m.tenant) ?? { holder: null, queued: [] };
+      // A tenant's holder is its running or held migration, or one queued again after a decision.
+      if (m.state === 'running' || m.state === 'held' || (m.state === 'queued' && m.attempts > 0)) t.holder = m;
+      else t.queued.push(m);
+      byTenant.set(m.tenant, t);
+    }
+    const dims = [...new Set([...Object.keys(capacity.capacity), ...Object.keys(capacity.used)])];
+    fill(
+      body,
+      h('h2', {}, 'Node capacity'),
+      h('p', { class: 'muted' }, `${capacity.running.length} running migration(s)${capacity.scoped ? ' of your tenants' : ''}; their declared peaks are what the scheduler counts.`),
+      table('Node capacity and use', ['Dimension', 'Capacity', 'Used by running peaks', 'Share'], dims, (d) => {
+        const cap = capacity.capacity[d];
+        const used = capacity.used[d] ?? 0;
+        const share = cap ? Math.round((100 * used) / cap) : null;
+        return [d, quantity(d, cap), quantity(d, used), share === null ? '—' : [h('progress', { max: 100, value: Math.min(share, 100), 'aria-label': `${d} in use` }), ` ${share}%`]];
+      }),
+      h('h2', {}, 'Tenants'),
+      tenants.length === 0
+        ? h('p', {}, 'No tenants registered.')
+        : table('Tenants', ['Tenant', 'Steady-state', 'Data', 'Runs as', 'Held by', 'Queued'], tenants, (t) => {
+            const mine = byTenant.get(t.id) ?? { holder: null, queued: [] };
+            return [
+              h('a', { href: `#/?tenant=${encodeURIComponent(t.id)}` }, t.id),
+              resources(t.steadyState),
+              h('code', {}, t.data),
+              t.runAs ? `${t.runAs.uid}:${t.runAs.gid}` : '—',
+              mine.holder ? [migrationLink(mine.holder.id), ' ', stateBadge(mine.holder.state)] : 'free',
+              mine.queued.length ? mine.queued.map((m, i) => [i ? ', ' : '', migrationLink(m.id), ` (${m.state})`]) : 'none',
+            ];
+          }),
+    );
+  }
+  let timer = null;
+  const stop = onEvent((kind) => {
+    if (kind !== 'migration') return;
+    clearTimeout(timer);
+    timer = setTimeout(() => void load().catch(() => {}), 300);
+  });
+  await load();
+  return () => {
+    stop();
+    clearTimeout(timer);
+  };
+}
