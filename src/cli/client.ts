@@ -81,12 +81,14 @@ export class FerryClient {
   }
 
   /** One request whose whole answer is JSON; an error status throws ApiError. */
-  async request<T>(method: string, path: string, body?: Body): Promise<T> {
+  /** `onHeaders` sees the answer's headers (e.g. the list's `x-ferry-next-cursor`). */
+  async request<T>(method: string, path: string, body?: Body, onHeaders?: (headers: IncomingMessage['headers']) => void): Promise<T> {
     const call = this.open(method, path, body, true);
     const timer = setTimeout(() => call.abort(this.timedOut('answer')), this.timeoutMs);
     try {
       const res = await call.response;
       if (!ok(res)) throw await this.errorFrom(res, method, path);
+      onHeaders?.(res.headers);
       const { data, truncated } = await readBody(res, ANSWER_LIMIT);
       if (truncated) {
         call.close();

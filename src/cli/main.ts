@@ -197,13 +197,23 @@ program
   .option('--tenant <id>')
   .option('--state <states>', 'comma-separated states')
   .option('--issue <ref>')
-  .action(async (opts: { tenant?: string; state?: string; issue?: string }) => {
+  .option('--page-size <n>', 'migrations asked for per request (all pages are listed)', '500')
+  .action(async (opts: { tenant?: string; state?: string; issue?: string; pageSize: string }) => {
     const { api, flags } = client();
+    if (!/^[1-9]\d{0,2}$/.test(opts.pageSize) || Number(opts.pageSize) > 500) throw new FerryError('FERRY_INVALID_REQUEST', '--page-size is a whole number from 1 to 500');
     const q = new URLSearchParams();
     if (opts.tenant) q.set('tenant', opts.tenant);
     if (opts.state) q.set('state', opts.state);
     if (opts.issue) q.set('issue', opts.issue);
-    const list = await api.request<MigrationView[]>('GET', `/v1/migrations${q.size ? `?${q}` : ''}`);
+    // The API answers a page at a time; follow its cursor to list them all.
+    const list: MigrationView[] = [];
+    q.set('limit', opts.pageSize);
+    for (let page = 0; page < 10_000; page++) {
+      let next: string | null = null;
+      list.push(...(await api.request<MigrationView[]>('GET', `/v1/migrations?${q}`, undefined, (h) => (next = typeof h['x-ferry-next-cursor'] === 'string' ? h['x-ferry-next-cursor'] : null))));
+      if (next === null) break;
+      q.set('cursor', next);
+    }
     print(flags, list, () =>
       table(
         ['ID', 'TENANT', 'STATE', 'ATTEMPTS', 'ISSUE', 'UPDATED'],
