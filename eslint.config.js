@@ -20,7 +20,10 @@ export default tseslint.config(
     // The pure core must stay pure: no Node built-ins, no drivers, no store (STYLE.md §1).
     files: ['src/core/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: ['node:*', 'fs', 'path', 'child_process', '../store/*', '../substrates/*', '../runner/*', 'kysely', 'better-sqlite3', 'pg', 'fastify'] }],
+      'no-restricted-imports': [
+        'error',
+        { patterns: ['node:*', 'fs', 'path', 'child_process', '../store/*', '../substrates/*', '../runner/*', 'kysely', 'better-sqlite3', 'pg', 'fastify'] },
+      ],
     },
   },
   {
@@ -33,7 +36,22 @@ export default tseslint.config(
     languageOptions: {
       sourceType: 'module',
       globals: Object.fromEntries(
-        ['window', 'document', 'location', 'history', 'fetch', 'EventSource', 'sessionStorage', 'URLSearchParams', 'TextDecoder', 'AbortController', 'Node', 'setTimeout', 'clearTimeout', 'console'].map((g) => [g, 'readonly']),
+        [
+          'window',
+          'document',
+          'location',
+          'history',
+          'fetch',
+          'EventSource',
+          'sessionStorage',
+          'URLSearchParams',
+          'TextDecoder',
+          'AbortController',
+          'Node',
+          'setTimeout',
+          'clearTimeout',
+          'console',
+        ].map((g) => [g, 'readonly']),
       ),
     },
     rules: { 'no-undef': 'error' },

@@ -30,7 +30,13 @@ export async function scaleBench(report: Report): Promise<void> {
     const t0 = wallMs();
     await pool(tenants, CONCURRENCY, async (tenant) => {
       // Long enough that the first are still running when the last start, however slow the starts.
-      const filed = await s.server.api('POST', '/v1/migrations', { issue: ISSUE, tenant, peak: { cpu: '1m', memory: '16Mi' }, snapshot: 'never', steps: [{ name: 'sleep', run: ['sleep', '600'] }] });
+      const filed = await s.server.api('POST', '/v1/migrations', {
+        issue: ISSUE,
+        tenant,
+        peak: { cpu: '1m', memory: '16Mi' },
+        snapshot: 'never',
+        steps: [{ name: 'sleep', run: ['sleep', '600'] }],
+      });
       if (filed.status !== 201) throw new Error(`file: ${filed.status} ${JSON.stringify(filed.body)}`);
       const approved = await s.server.api('POST', `/v1/migrations/${filed.body.id}/approve`, {});
       if (approved.status !== 200) throw new Error(`approve: ${approved.status} ${JSON.stringify(approved.body)}`);

@@ -18,7 +18,11 @@ export interface BenchServer {
 /** Capacity large enough that the scheduler's budget never limits a benchmark. */
 export const BIG_CAPACITY = ['--capacity-cpu', '4000', '--capacity-memory', '4Ti'];
 
-export async function startBenchServer(args: string[] = BIG_CAPACITY, env: Record<string, string> = {}, dataDir = tempDir('ferry-bench-')): Promise<BenchServer> {
+export async function startBenchServer(
+  args: string[] = BIG_CAPACITY,
+  env: Record<string, string> = {},
+  dataDir = tempDir('ferry-bench-'),
+): Promise<BenchServer> {
   const server = await spawnServer(dataDir, args, env);
   const pid = server.child.pid;
   if (pid === undefined) throw new Error('ferry serve has no pid');

@@ -28,7 +28,9 @@ export class Report {
   add(f: Figure): void {
     const full = { target: null, meets: null, ...f };
     this.figures.push(full);
-    process.stdout.write(`${JSON.stringify({ bench: full.case, figure: full.name, value: round(full.value), unit: full.unit, target: full.target, meets: full.meets, ...(full.note ? { note: full.note } : {}) })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ bench: full.case, figure: full.name, value: round(full.value), unit: full.unit, target: full.target, meets: full.meets, ...(full.note ? { note: full.note } : {}) })}\n`,
+    );
   }
 
   /** A figure with a target `op bound`: meets is computed here. */
@@ -42,7 +44,13 @@ export class Report {
   }
 
   table(): string {
-    const rows = this.figures.map((f) => [f.case, f.name, `${round(f.value)} ${f.unit}`, f.target ?? '', f.meets === null || f.meets === undefined ? '' : f.meets ? 'yes' : 'NO']);
+    const rows = this.figures.map((f) => [
+      f.case,
+      f.name,
+      `${round(f.value)} ${f.unit}`,
+      f.target ?? '',
+      f.meets === null || f.meets === undefined ? '' : f.meets ? 'yes' : 'NO',
+    ]);
     const head = ['case', 'figure', 'value', 'target', 'met'];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
     const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ');

@@ -39,7 +39,8 @@ export async function teardownBench(report: Report): Promise<void> {
     const closed = await s.server.api('POST', `/v1/issues/${encodeURIComponent(ISSUE)}/close`, {});
     const ms = wallMs() - t0;
     if (closed.status !== 200) throw new Error(`close: ${closed.status}`);
-    const left = countArtifacts(await details(s, ids), true) + leftoverFiles(s.dataDir) + processesMatching(join(s.dataDir, 'jobs')).length + leftoverCgroups(s.pid, ids);
+    const left =
+      countArtifacts(await details(s, ids), true) + leftoverFiles(s.dataDir) + processesMatching(join(s.dataDir, 'jobs')).length + leftoverCgroups(s.pid, ids);
     const c = 'teardown';
     report.context(c, 'artifacts owned by the issue', artifactsBefore, 'artifacts');
     report.target(c, `close issue with ${COUNT} finished migrations until every artifact is gone`, ms / 1000, 's', '<', 2);

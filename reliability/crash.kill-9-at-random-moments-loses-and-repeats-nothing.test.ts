@@ -28,7 +28,10 @@ void test(`kill -9 at ${KILLS} random moments over ${MIGRATIONS} migrations: all
       const tenant = `t-${i}`;
       assert.equal((await server.api('PUT', `/v1/tenants/${tenant}`, { steadyState: { cpu: '50m', memory: '32Mi' } })).status, 201);
       const pause = (0.3 + Math.random() * 1.2).toFixed(2);
-      const step = (name: string) => ({ name, run: ['sh', '-c', `echo "$FERRY_MIGRATION_ID $FERRY_ATTEMPT $FERRY_STEP" >> "$FERRY_TENANT_DATA/ledger"; sleep ${pause}`] });
+      const step = (name: string) => ({
+        name,
+        run: ['sh', '-c', `echo "$FERRY_MIGRATION_ID $FERRY_ATTEMPT $FERRY_STEP" >> "$FERRY_TENANT_DATA/ledger"; sleep ${pause}`],
+      });
       const filed = await server.api('POST', '/v1/migrations', {
         issue: ISSUE,
         tenant,
@@ -74,7 +77,12 @@ void test(`kill -9 at ${KILLS} random moments over ${MIGRATIONS} migrations: all
     const all = await waitFor(
       'every migration to end (succeeded or held)',
       async () => {
-        const list = (await server.api('GET', `/v1/migrations?issue=${encodeURIComponent(ISSUE)}`)).body as Array<{ id: string; state: string; heldCause: string | null; attempts: number }>;
+        const list = (await server.api('GET', `/v1/migrations?issue=${encodeURIComponent(ISSUE)}`)).body as Array<{
+          id: string;
+          state: string;
+          heldCause: string | null;
+          attempts: number;
+        }>;
         return list.every((m) => m.state === 'succeeded' || m.state === 'held') ? list : null;
       },
       240_000,

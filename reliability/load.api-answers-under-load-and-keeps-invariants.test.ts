@@ -23,7 +23,13 @@ void test(`${CLIENTS} API clients for ${SECONDS} s while ${RUNNING} migrations r
   try {
     const put = (id: string) => server.api('PUT', `/v1/tenants/${id}`, { steadyState: { cpu: '50m', memory: '32Mi' } });
     const fileApprove = async (tenant: string, script: string) => {
-      const filed = await server.api('POST', '/v1/migrations', { issue: ISSUE, tenant, peak: { cpu: '100m', memory: '64Mi' }, snapshot: 'never', steps: [{ name: 'work', run: ['sh', '-c', script] }] });
+      const filed = await server.api('POST', '/v1/migrations', {
+        issue: ISSUE,
+        tenant,
+        peak: { cpu: '100m', memory: '64Mi' },
+        snapshot: 'never',
+        steps: [{ name: 'work', run: ['sh', '-c', script] }],
+      });
       assert.equal(filed.status, 201, JSON.stringify(filed.body));
       assert.equal((await server.api('POST', `/v1/migrations/${filed.body.id}/approve`, {})).status, 200);
       return filed.body.id as string;
@@ -32,7 +38,9 @@ void test(`${CLIENTS} API clients for ${SECONDS} s while ${RUNNING} migrations r
     const held: string[] = [];
     for (let i = 0; i < RUNNING; i++) {
       assert.equal((await put(`run-${i}`)).status, 201);
-      running.push(await fileApprove(`run-${i}`, 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo "line $i"; echo "::ferry::progress $i/100000"; sleep 2; done'));
+      running.push(
+        await fileApprove(`run-${i}`, 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo "line $i"; echo "::ferry::progress $i/100000"; sleep 2; done'),
+      );
     }
     for (let i = 0; i < HELD; i++) {
       assert.equal((await put(`held-${i}`)).status, 201);
@@ -107,7 +115,9 @@ void test(`${CLIENTS} API clients for ${SECONDS} s while ${RUNNING} migrations r
     await Promise.all(Array.from({ length: CLIENTS }, (_, n) => client(n)));
 
     for (const [kind, values] of [...latency].sort()) {
-      console.log(`${kind.padEnd(26)} n=${String(values.length).padStart(6)}  p50=${percentile(values, 50).toFixed(1)} ms  p99=${percentile(values, 99).toFixed(1)} ms`);
+      console.log(
+        `${kind.padEnd(26)} n=${String(values.length).padStart(6)}  p50=${percentile(values, 50).toFixed(1)} ms  p99=${percentile(values, 99).toFixed(1)} ms`,
+      );
     }
     const every = [...latency.values()].flat();
     console.log(`all ${requests} requests: p50=${percentile(every, 50).toFixed(1)} ms, p99=${percentile(every, 99).toFixed(1)} ms over ${SECONDS} s`);
@@ -131,4 +141,3 @@ void test(`${CLIENTS} API clients for ${SECONDS} s while ${RUNNING} migrations r
     assert.equal(leaked, 0, 'closing the issue stopped every job');
   }
 });
-

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 export function storeRows(dataDir: string): Record<string, unknown[]> {
   const db = new Database(join(dataDir, 'ferry.db'), { readonly: true, fileMustExist: true });
   try {
-    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as Array<{ name: string }>;
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as Array<{
+      name: string;
+    }>;
     const out: Record<string, unknown[]> = {};
     for (const { name } of tables) out[name] = db.prepare(`SELECT * FROM "${name.replaceAll('"', '""')}" ORDER BY rowid`).all();
     return out;

@@ -12,7 +12,15 @@ import { parseIssueRef, type IssueDefaults } from './core/issue-ref.ts';
 import { parseQuantity } from './core/quantity.ts';
 import type { Resources } from './core/types.ts';
 import { DEFAULT_SOCKET_PATH } from './substrates/container/container-options.ts';
-import { compileTrackers, rawOutboxSchema, rawTrackersSchema, trackerEnvOptions, type RawOutboxOptions, type RawTrackers, type TrackersConfig } from './tracker/tracker-config.ts';
+import {
+  compileTrackers,
+  rawOutboxSchema,
+  rawTrackersSchema,
+  trackerEnvOptions,
+  type RawOutboxOptions,
+  type RawTrackers,
+  type TrackersConfig,
+} from './tracker/tracker-config.ts';
 
 export interface FerryConfig {
   /** Address the HTTP API listens on. Default 127.0.0.1. */
@@ -152,7 +160,10 @@ function fileOptions(path: string | undefined, dataDir: string): RawOptions {
   }
   const result = fileSchema.safeParse(parsed);
   if (!result.success) {
-    throw new FerryError('FERRY_INVALID_REQUEST', `config file ${file}: ${result.error.issues.map((i) => `${i.path.join('.') || '(file)'}: ${i.message}`).join('; ')}`);
+    throw new FerryError(
+      'FERRY_INVALID_REQUEST',
+      `config file ${file}: ${result.error.issues.map((i) => `${i.path.join('.') || '(file)'}: ${i.message}`).join('; ')}`,
+    );
   }
   return result.data;
 }
@@ -201,7 +212,8 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
     issueDefaults = { tracker: ref.tracker, repo: ref.repo };
   }
   const bodyLimit = Number(pick('bodyLimit') ?? 1024 * 1024);
-  if (!Number.isInteger(bodyLimit) || bodyLimit < 1024) throw new FerryError('FERRY_INVALID_REQUEST', `bodyLimit must be a whole number of bytes, at least 1024`);
+  if (!Number.isInteger(bodyLimit) || bodyLimit < 1024)
+    throw new FerryError('FERRY_INVALID_REQUEST', `bodyLimit must be a whole number of bytes, at least 1024`);
   // Kept as given: the container substrate reads the address, and refuses one that is not local.
   const dockerSocket = pick('dockerSocket') ?? DEFAULT_SOCKET_PATH;
   return Object.freeze({
@@ -255,14 +267,20 @@ export interface ClientSettings {
 }
 
 /** What the CLI needs to reach a server: flag > FERRY_URL/FERRY_TOKEN/FERRY_TIMEOUT > the embedded data folder > default. */
-export function clientSettings(flags: { url?: string; token?: string; dataDir?: string; timeout?: string }, env: NodeJS.ProcessEnv = process.env): ClientSettings {
+export function clientSettings(
+  flags: { url?: string; token?: string; dataDir?: string; timeout?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): ClientSettings {
   const dataDir = resolve(flags.dataDir ?? env.FERRY_DATA_DIR ?? './.ferry');
   const fromFolder = flags.url === undefined && env.FERRY_URL === undefined ? readServerUrl(dataDir) : null;
   const [url, urlSource] =
-    flags.url !== undefined ? [flags.url, 'flag' as const]
-    : env.FERRY_URL !== undefined ? [env.FERRY_URL, 'env' as const]
-    : fromFolder !== null ? [fromFolder, 'data-dir' as const]
-    : ['http://127.0.0.1:7070', 'default' as const];
+    flags.url !== undefined
+      ? [flags.url, 'flag' as const]
+      : env.FERRY_URL !== undefined
+        ? [env.FERRY_URL, 'env' as const]
+        : fromFolder !== null
+          ? [fromFolder, 'data-dir' as const]
+          : ['http://127.0.0.1:7070', 'default' as const];
   let token: string | null = null;
   let tokenSource: ClientSettings['tokenSource'] = null;
   if (flags.token !== undefined) [token, tokenSource] = [flags.token, 'flag'];

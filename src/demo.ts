@@ -22,9 +22,17 @@ export async function runDemo(service: FerryService, print: (line: string) => vo
   const steps = [
     {
       name: 'copy-files',
-      run: ['sh', '-c', 'for i in 1 2 3; do echo "record $i" > "$FERRY_TENANT_DATA/record-$i"; echo "::ferry::progress $i/3"; echo "::ferry::checkpoint record-$i"; done'],
+      run: [
+        'sh',
+        '-c',
+        'for i in 1 2 3; do echo "record $i" > "$FERRY_TENANT_DATA/record-$i"; echo "::ferry::progress $i/3"; echo "::ferry::checkpoint record-$i"; done',
+      ],
     },
-    { name: 'verify', run: ['sh', '-c', 'test "$(ls "$FERRY_TENANT_DATA" | wc -l)" -ge 3 && echo "verified $(ls "$FERRY_TENANT_DATA" | wc -l) records"'], timeout: '1m' },
+    {
+      name: 'verify',
+      run: ['sh', '-c', 'test "$(ls "$FERRY_TENANT_DATA" | wc -l)" -ge 3 && echo "verified $(ls "$FERRY_TENANT_DATA" | wc -l) records"'],
+      timeout: '1m',
+    },
   ];
   const tooBig = await runner.check({ issue: ISSUE, tenant: TENANT, peak: { cpu: '1', memory: '1Gi' }, steps });
   print(`demo: a request for memory 1Gi is refused at filing: ${describeRejection(tooBig)}`);
@@ -36,7 +44,9 @@ export async function runDemo(service: FerryService, print: (line: string) => vo
   for (let i = 0; i < 600; i++) {
     const m = await store.requireMigration(filed.id);
     if (m.state !== 'queued' && m.state !== 'running') {
-      print(`demo: ${m.id} ${m.state}${m.heldDetail ? ` (${m.heldDetail})` : ''}; limits ${m.limitsEnforced ? 'enforced' : 'NOT enforced'}; ${m.isolated ? 'confined to its tenant' : 'NOT confined'}`);
+      print(
+        `demo: ${m.id} ${m.state}${m.heldDetail ? ` (${m.heldDetail})` : ''}; limits ${m.limitsEnforced ? 'enforced' : 'NOT enforced'}; ${m.isolated ? 'confined to its tenant' : 'NOT confined'}`,
+      );
       break;
     }
     await new Promise((r) => setTimeout(r, 100));

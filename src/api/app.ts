@@ -76,7 +76,10 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     // Node checks headersTimeout/requestTimeout every connectionsCheckingInterval (30 s by default):
     // check every second, so that half-sent requests do not pile up for 30 s more.
     serverFactory: (handler: RequestListener) =>
-      createServer({ headersTimeout, requestTimeout, keepAliveTimeout: opts.keepAliveTimeoutMs ?? 5_000, connectionsCheckingInterval: Math.min(1_000, headersTimeout) }, handler),
+      createServer(
+        { headersTimeout, requestTimeout, keepAliveTimeout: opts.keepAliveTimeoutMs ?? 5_000, connectionsCheckingInterval: Math.min(1_000, headersTimeout) },
+        handler,
+      ),
     frameworkErrors: (error, request, reply) => {
       void sendProblem(reply, error, request, opts.log);
     },
@@ -87,10 +90,14 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   const configured = opts.maxConnections ?? 1000;
   const cap = connectionCap(configured, soft, reserve);
   if (cap < configured) {
-    opts.log?.('warn', `at most ${cap} HTTP connections at once, not ${configured}: the descriptor limit (ulimit -n) is ${soft}, and ${reserve} stay free for the store and running jobs; raise the limit to allow more`, {
-      maxConnections: cap,
-      descriptorLimit: soft,
-    });
+    opts.log?.(
+      'warn',
+      `at most ${cap} HTTP connections at once, not ${configured}: the descriptor limit (ulimit -n) is ${soft}, and ${reserve} stay free for the store and running jobs; raise the limit to allow more`,
+      {
+        maxConnections: cap,
+        descriptorLimit: soft,
+      },
+    );
   }
   guardConnections(app.server, cap);
 
@@ -107,7 +114,11 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   registerDocumentParsers(app, opts.bodyLimit);
   app.setErrorHandler((error, request, reply) => sendProblem(reply, error, request, opts.log, () => runner.storageFull()));
   app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, new FerryError('FERRY_NOT_FOUND', `no such endpoint: ${request.method} ${request.url.split('?')[0]}; see the API in README.md`), request),
+    sendProblem(
+      reply,
+      new FerryError('FERRY_NOT_FOUND', `no such endpoint: ${request.method} ${request.url.split('?')[0]}; see the API in README.md`),
+      request,
+    ),
   );
 
   // In memory only: a restart signs every console user out (src/api/session.ts).

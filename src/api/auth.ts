@@ -36,9 +36,16 @@ const tokensFileSchema = z.strictObject({
         name: z.string().min(1).max(100),
         role: z.enum(ROLES),
         token: z.string().min(16).optional(),
-        sha256: z.string().regex(/^[a-f0-9]{64}$/).optional(),
+        sha256: z
+          .string()
+          .regex(/^[a-f0-9]{64}$/)
+          .optional(),
         /** Limit the token to these tenants; default: all tenants. */
-        tenants: z.array(z.string().regex(TENANT_ID, 'is not a tenant id')).min(1, 'list at least one tenant, or leave tenants out for all').max(10_000).optional(),
+        tenants: z
+          .array(z.string().regex(TENANT_ID, 'is not a tenant id'))
+          .min(1, 'list at least one tenant, or leave tenants out for all')
+          .max(10_000)
+          .optional(),
       })
       .refine((t) => (t.token === undefined) !== (t.sha256 === undefined), 'give exactly one of token or sha256'),
   ),
@@ -63,7 +70,10 @@ export class TokenRegistry {
   authenticate(header: string | undefined): Principal {
     const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (!match) {
-      throw new FerryError('FERRY_UNAUTHENTICATED', 'this endpoint needs a token: send Authorization: Bearer <token> (the admin token of an embedded install is in <data-dir>/token)');
+      throw new FerryError(
+        'FERRY_UNAUTHENTICATED',
+        'this endpoint needs a token: send Authorization: Bearer <token> (the admin token of an embedded install is in <data-dir>/token)',
+      );
     }
     const principal = this.byDigest.get(digest(match[1] as string));
     if (!principal) throw new FerryError('FERRY_UNAUTHENTICATED', 'the token is not known to this Ferry; check FERRY_TOKEN or the tokens file');
@@ -96,7 +106,10 @@ export function loadTokens(dataDir: string, tokensFile: string | null): TokenReg
     }
     const result = tokensFileSchema.safeParse(parsed);
     if (!result.success) {
-      throw new FerryError('FERRY_INVALID_REQUEST', `tokens file ${tokensFile}: ${result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+      throw new FerryError(
+        'FERRY_INVALID_REQUEST',
+        `tokens file ${tokensFile}: ${result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      );
     }
     for (const t of result.data.tokens) {
       const principal: Principal = { name: t.name, role: t.role, tenants: t.tenants ? new Set(t.tenants) : null };

@@ -53,7 +53,12 @@ function loadFiles(dir: string): Map<string, ConsoleFile> {
     if (!type) continue;
     const body = readFileSync(join(dir, name));
     const gzip = type.startsWith('image/png') ? null : gzipSync(body, { level: 9 });
-    files.set(name, { type, body, gzip: gzip && gzip.length < body.length ? gzip : null, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` });
+    files.set(name, {
+      type,
+      body,
+      gzip: gzip && gzip.length < body.length ? gzip : null,
+      etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`,
+    });
   }
   return files;
 }
@@ -84,7 +89,11 @@ export function registerConsoleRoutes(app: FastifyInstance, dir: string = CONSOL
   });
   app.get<{ Params: { file: string } }>('/console/:file', async (request, reply) => {
     const file = files.get(request.params.file);
-    if (!file || request.params.file === 'index.html') throw new FerryError('FERRY_NOT_FOUND', `no console file ${JSON.stringify(request.params.file.slice(0, 80))}; the console is the page at the root of this server`);
+    if (!file || request.params.file === 'index.html')
+      throw new FerryError(
+        'FERRY_NOT_FOUND',
+        `no console file ${JSON.stringify(request.params.file.slice(0, 80))}; the console is the page at the root of this server`,
+      );
     return serve(file, request, reply);
   });
 }

@@ -34,7 +34,13 @@ interface Client {
   readonly stream: PassThrough;
 }
 
-export function registerEventRoutes(app: FastifyInstance, runner: Runner, access: RouteAccess, limits: FollowerLimits = DEFAULT_FOLLOWER_LIMITS, log?: LogFn): void {
+export function registerEventRoutes(
+  app: FastifyInstance,
+  runner: Runner,
+  access: RouteAccess,
+  limits: FollowerLimits = DEFAULT_FOLLOWER_LIMITS,
+  log?: LogFn,
+): void {
   const { auth, principalOf } = access;
   const clients = new Set<Client>();
   const perName = new Map<string, number>();
@@ -108,12 +114,18 @@ export function registerEventRoutes(app: FastifyInstance, runner: Runner, access
     const principal = principalOf(request);
     const mine = perName.get(principal.name) ?? 0;
     if (mine >= limits.perToken) {
-      throw new FerryError('FERRY_TOO_MANY_FOLLOWERS', `${principal.name} already has ${mine} event streams open, and a token may have at most ${limits.perToken} (maxFollowers.perToken); close a console tab`, {
-        limit: limits.perToken,
-      });
+      throw new FerryError(
+        'FERRY_TOO_MANY_FOLLOWERS',
+        `${principal.name} already has ${mine} event streams open, and a token may have at most ${limits.perToken} (maxFollowers.perToken); close a console tab`,
+        {
+          limit: limits.perToken,
+        },
+      );
     }
     if (clients.size >= limits.total) {
-      throw new FerryError('FERRY_BUSY', `the server already serves ${clients.size} event streams, its bound (maxFollowers); try again later`, { limit: limits.total });
+      throw new FerryError('FERRY_BUSY', `the server already serves ${clients.size} event streams, its bound (maxFollowers); try again later`, {
+        limit: limits.total,
+      });
     }
     const stream = new PassThrough();
     const client: Client = { principal, stream };
@@ -137,10 +149,7 @@ export function registerEventRoutes(app: FastifyInstance, runner: Runner, access
     // Tells EventSource how long to wait before reconnecting, and that the stream is open.
     stream.write('retry: 2000\n: open\n\n');
     ensureTimer();
-    reply
-      .type('text/event-stream; charset=utf-8')
-      .header('cache-control', 'no-store')
-      .header('x-accel-buffering', 'no');
+    reply.type('text/event-stream; charset=utf-8').header('cache-control', 'no-store').header('x-accel-buffering', 'no');
     return reply.send(stream);
   });
 }

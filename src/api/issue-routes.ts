@@ -24,7 +24,10 @@ export function registerIssueRoutes(app: FastifyInstance, runner: Runner, access
       // A limited token closes only issues whose every migration is of its tenants (and at least one).
       const migrations = await runner.store.listMigrations({ issue: ref });
       if (migrations.length === 0 || migrations.some((m) => !inScope(principal, m.tenant))) {
-        throw new FerryError('FERRY_NOT_FOUND', `no issue ${ref} with migrations that ${principal.name} may close; this token is limited to ${[...principal.tenants].join(', ')}`);
+        throw new FerryError(
+          'FERRY_NOT_FOUND',
+          `no issue ${ref} with migrations that ${principal.name} may close; this token is limited to ${[...principal.tenants].join(', ')}`,
+        );
       }
     }
     return runner.closeIssue(ref, actor(request));

@@ -73,14 +73,23 @@ export class LogFollowers {
       );
     }
     if (this.total >= this.opts.limits.total) {
-      throw new FerryError('FERRY_BUSY', `the server already serves ${this.total} log followers, its bound (maxFollowers); try again later, or read the log without follow`, {
-        limit: this.opts.limits.total,
-      });
+      throw new FerryError(
+        'FERRY_BUSY',
+        `the server already serves ${this.total} log followers, its bound (maxFollowers); try again later, or read the log without follow`,
+        {
+          limit: this.opts.limits.total,
+        },
+      );
     }
     const key = `${source.migrationId}/${source.attempt}`;
     let tail = this.tails.get(key);
     if (!tail) {
-      tail = new SharedTail(source.path, () => this.opts.attemptEnded(source.migrationId, source.attempt), this.opts.pollMs ?? 200, () => this.tails.delete(key));
+      tail = new SharedTail(
+        source.path,
+        () => this.opts.attemptEnded(source.migrationId, source.attempt),
+        this.opts.pollMs ?? 200,
+        () => this.tails.delete(key),
+      );
       this.tails.set(key, tail);
     }
     this.total++;
@@ -196,7 +205,10 @@ class SharedTail {
     try {
       // The end first, then the size: once ended, this size is the final one.
       const ended = this.attemptEnded ? await this.attemptEnded().catch(() => false) : true;
-      const size = await stat(this.path).then((s) => s.size, () => 0);
+      const size = await stat(this.path).then(
+        (s) => s.size,
+        () => 0,
+      );
       const grew = size > this.size;
       if (grew) this.size = size;
       if (ended) this.ended = true;
@@ -281,7 +293,9 @@ class TailReader extends Readable {
     if (this.stallMs <= 0) return;
     this.stallTimer = setTimeout(() => {
       if (this.destroyed || this.readableEnded) return;
-      this.push(`\n[ferry] this follower read nothing for ${Math.round(this.stallMs / 1000)} s while the log grew, so Ferry stopped following for it; follow again to read the log from the start\n`);
+      this.push(
+        `\n[ferry] this follower read nothing for ${Math.round(this.stallMs / 1000)} s while the log grew, so Ferry stopped following for it; follow again to read the log from the start\n`,
+      );
       this.push(null);
       this.tail.detach(this);
       this.emit('dropped');

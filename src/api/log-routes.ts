@@ -28,9 +28,15 @@ declare module 'fastify' {
 }
 
 const logsQuery = z.strictObject({
-  attempt: z.string().regex(/^[1-9]\d{0,5}$/, 'must be an attempt number').optional(),
+  attempt: z
+    .string()
+    .regex(/^[1-9]\d{0,5}$/, 'must be an attempt number')
+    .optional(),
   follow: z.enum(['true', 'false']).optional(),
-  tail: z.string().regex(/^[1-9]\d{0,9}$/, 'must be a number of bytes').optional(),
+  tail: z
+    .string()
+    .regex(/^[1-9]\d{0,9}$/, 'must be a number of bytes')
+    .optional(),
   download: z.enum(['true', 'false']).optional(),
 });
 

@@ -20,7 +20,11 @@ const listQuery = z.strictObject({
   tenant: z.string().regex(TENANT_ID, 'is not a tenant id').optional(),
   state: z.string().optional(),
   issue: z.string().max(300).optional(),
-  limit: z.string().regex(/^[1-9]\d{0,2}$/, 'must be a number from 1 to 500').refine((v) => Number(v) <= MAX_PAGE, 'must be a number from 1 to 500').optional(),
+  limit: z
+    .string()
+    .regex(/^[1-9]\d{0,2}$/, 'must be a number from 1 to 500')
+    .refine((v) => Number(v) <= MAX_PAGE, 'must be a number from 1 to 500')
+    .optional(),
   cursor: z.string().max(400).optional(),
   order: z.enum(['asc', 'desc']).optional(),
 });
@@ -110,7 +114,11 @@ export function registerMigrationRoutes(app: FastifyInstance, runner: Runner, ac
 
 /** An opaque cursor of GET /v1/migrations, made for the same `order`; anything else is a 400. */
 function cursorParam(raw: string, order: 'asc' | 'desc'): { createdAt: string; id: string } {
-  const bad = () => new FerryError('FERRY_BAD_REQUEST', 'cursor is not one this server gave (X-Ferry-Next-Cursor of the previous page, with the same order); start again without it');
+  const bad = () =>
+    new FerryError(
+      'FERRY_BAD_REQUEST',
+      'cursor is not one this server gave (X-Ferry-Next-Cursor of the previous page, with the same order); start again without it',
+    );
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8'));

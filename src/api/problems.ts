@@ -58,9 +58,13 @@ function toFerryError(error: unknown): FerryError {
   if (e.code === 'SQLITE_FULL' || e.code === 'ENOSPC') return storageFullError(error);
   if (status === 413) return new FerryError('FERRY_PAYLOAD_TOO_LARGE', 'the body is larger than this server accepts (bodyLimit); send a smaller document');
   if (status === 414 || e.code === 'FST_ERR_MAX_PARAM_LENGTH') {
-    return new FerryError('FERRY_URI_TOO_LONG', `a part of the URL is longer than ${MAX_PARAM_LENGTH} characters; issue refs are at most 300 characters, URL-encoded`);
+    return new FerryError(
+      'FERRY_URI_TOO_LONG',
+      `a part of the URL is longer than ${MAX_PARAM_LENGTH} characters; issue refs are at most 300 characters, URL-encoded`,
+    );
   }
-  if (e.code === 'FST_ERR_BAD_URL') return new FerryError('FERRY_BAD_REQUEST', 'the URL is not valid (a bad %-escape?); URL-encode issue refs with encodeURIComponent');
+  if (e.code === 'FST_ERR_BAD_URL')
+    return new FerryError('FERRY_BAD_REQUEST', 'the URL is not valid (a bad %-escape?); URL-encode issue refs with encodeURIComponent');
   if (status === 415) return new FerryError('FERRY_UNSUPPORTED_MEDIA_TYPE', `content type not supported; send application/json or application/yaml`);
   if (status !== undefined && status >= 400 && status < 500) {
     const what = e.code?.startsWith('FST_ERR_CTP') ? 'the body could not be parsed' : 'bad request';
@@ -70,7 +74,12 @@ function toFerryError(error: unknown): FerryError {
 }
 
 function storageFullError(cause: unknown): FerryError {
-  return new FerryError('FERRY_STORAGE_FULL', "the disk holding Ferry's data folder is full, so nothing was recorded; free space and send the request again", {}, { cause });
+  return new FerryError(
+    'FERRY_STORAGE_FULL',
+    "the disk holding Ferry's data folder is full, so nothing was recorded; free space and send the request again",
+    {},
+    { cause },
+  );
 }
 
 /** The first line of a parser's message, at most 300 characters: enough to find the fault, no echo of the body. */
@@ -83,7 +92,11 @@ export function firstLine(text: string): string {
  * where none may be, headers too large, too slow): answered as problem+json with a code, then the
  * connection is closed, as Node does by default.
  */
-export function clientError(error: Error & { code?: string }, socket: Duplex, timeouts: { readonly headersTimeout: number; readonly requestTimeout: number }): void {
+export function clientError(
+  error: Error & { code?: string },
+  socket: Duplex,
+  timeouts: { readonly headersTimeout: number; readonly requestTimeout: number },
+): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   if (!socket.writable) {
     socket.destroy();
@@ -99,7 +112,10 @@ export function clientError(error: Error & { code?: string }, socket: Duplex, ti
         ? new FerryError('FERRY_HEADERS_TOO_LARGE', 'the request headers are larger than this server accepts (16 KiB); send fewer or shorter headers')
         : error.code === 'HPE_URI_TOO_LONG' || error.code === 'HPE_HEADER_URL_TOO_LONG'
           ? new FerryError('FERRY_URI_TOO_LONG', 'the URL is longer than this server accepts; issue refs are at most 300 characters, URL-encoded')
-          : new FerryError('FERRY_BAD_REQUEST', `the request is not valid HTTP/1.1 (${(error.code ?? 'parse error').replace(/[^A-Z0-9_]/gi, '')}); send a well-formed request, with either a Content-Length or chunked encoding, not both`);
+          : new FerryError(
+              'FERRY_BAD_REQUEST',
+              `the request is not valid HTTP/1.1 (${(error.code ?? 'parse error').replace(/[^A-Z0-9_]/gi, '')}); send a well-formed request, with either a Content-Length or chunked encoding, not both`,
+            );
   const body = JSON.stringify(problemBody(problem));
   socket.end(
     `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? 'Error'}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,

@@ -24,13 +24,17 @@ export function queryParams<T>(schema: z.ZodType<T>, query: unknown): T {
 
 export function tenantParam(id: string): string {
   if (!TENANT_ID.test(id)) {
-    throw new FerryError('FERRY_BAD_REQUEST', `${JSON.stringify(id.slice(0, 80))} is not a tenant id: use lower-case letters, digits and dashes, starting with a letter or digit, at most 63 characters`);
+    throw new FerryError(
+      'FERRY_BAD_REQUEST',
+      `${JSON.stringify(id.slice(0, 80))} is not a tenant id: use lower-case letters, digits and dashes, starting with a letter or digit, at most 63 characters`,
+    );
   }
   return id;
 }
 
 export function migrationParam(id: string): string {
-  if (!MIGRATION_ID_PATTERN.test(id)) throw new FerryError('FERRY_NOT_FOUND', `no migration ${JSON.stringify(id.slice(0, 80))}; ids look like ${MIGRATION_ID_EXAMPLE}`);
+  if (!MIGRATION_ID_PATTERN.test(id))
+    throw new FerryError('FERRY_NOT_FOUND', `no migration ${JSON.stringify(id.slice(0, 80))}; ids look like ${MIGRATION_ID_EXAMPLE}`);
   return id;
 }
 

@@ -49,7 +49,11 @@ export function routeAccess(runner: Runner, tokens: TokenRegistry, sessions: Ses
     const sid = request.headers.authorization === undefined ? cookieValue(request.headers.cookie, SESSION_COOKIE) : null;
     if (sid === null || sid === '') return tokens.authenticate(request.headers.authorization);
     const session = sessions.get(sid);
-    if (!session) throw new FerryError('FERRY_UNAUTHENTICATED', 'the console session has ended (12 hours idle, signed out, or the server restarted); sign in again with your token');
+    if (!session)
+      throw new FerryError(
+        'FERRY_UNAUTHENTICATED',
+        'the console session has ended (12 hours idle, signed out, or the server restarted); sign in again with your token',
+      );
     assertCsrf(request, session);
     return session.principal;
   };
@@ -72,7 +76,10 @@ export function routeAccess(runner: Runner, tokens: TokenRegistry, sessions: Ses
       if (principal.tenants === null) return;
       const { tenant } = parseMigrationRequest(request.body, runner.issueDefaults);
       if (!inScope(principal, tenant)) {
-        throw new FerryError('FERRY_NOT_FOUND', `no tenant ${tenant} that ${principal.name} may file for; this token is limited to ${[...principal.tenants].join(', ')}`);
+        throw new FerryError(
+          'FERRY_NOT_FOUND',
+          `no tenant ${tenant} that ${principal.name} may file for; this token is limited to ${[...principal.tenants].join(', ')}`,
+        );
       }
     },
   };

@@ -10,7 +10,13 @@ import type { RouteAccess } from './route-access.ts';
 import { SESSION_COOKIE, assertSameOrigin, cookieValue, sessionCookie, type SessionStore } from './session.ts';
 
 // A token is one printable word; anything else is refused before it is looked up, and never echoed.
-const signInBody = z.strictObject({ token: z.string().min(1).max(4096).regex(/^[\x21-\x7e]+$/, 'is not a token (one word of printable characters)') });
+const signInBody = z.strictObject({
+  token: z
+    .string()
+    .min(1)
+    .max(4096)
+    .regex(/^[\x21-\x7e]+$/, 'is not a token (one word of printable characters)'),
+});
 
 function whoAmI(principal: Principal) {
   return { name: principal.name, role: principal.role, tenants: principal.tenants === null ? null : [...principal.tenants].sort() };

@@ -127,7 +127,11 @@ export function assertSameOrigin(request: FastifyRequest): void {
     host = null;
   }
   if (host === null || host !== request.headers.host) {
-    throw new FerryError('FERRY_CSRF', `this request comes from a page of another origin (${origin.slice(0, 100)}); the console changes state only from its own pages`, { reason: 'origin' });
+    throw new FerryError(
+      'FERRY_CSRF',
+      `this request comes from a page of another origin (${origin.slice(0, 100)}); the console changes state only from its own pages`,
+      { reason: 'origin' },
+    );
   }
 }
 
@@ -139,6 +143,10 @@ export function assertCsrf(request: FastifyRequest, session: Session): void {
   const given = typeof sent === 'string' ? Buffer.from(sent) : Buffer.alloc(0);
   const expected = Buffer.from(session.csrf);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-    throw new FerryError('FERRY_CSRF', `a request signed in with the console's session cookie that changes state needs the session's CSRF token in the X-Ferry-CSRF header; sign in again if the page lost it`, { reason: 'csrf' });
+    throw new FerryError(
+      'FERRY_CSRF',
+      `a request signed in with the console's session cookie that changes state needs the session's CSRF token in the X-Ferry-CSRF header; sign in again if the page lost it`,
+      { reason: 'csrf' },
+    );
   }
 }

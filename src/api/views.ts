@@ -76,10 +76,7 @@ export async function migrationDetail(store: Store, m: MigrationRecord) {
     isolated: m.isolated,
     snapshot: m.snapshot,
     next: maskDeep(m.next, secrets),
-    actions:
-      m.state === 'held'
-        ? maskDeep(describeActions(heldFactsOf(m, attempts.at(-1)?.step ?? null)), secrets)
-        : null,
+    actions: m.state === 'held' ? maskDeep(describeActions(heldFactsOf(m, attempts.at(-1)?.step ?? null)), secrets) : null,
     events: events.map((e) => ({ ...eventView(e), reason: maskDeep(e.reason, secrets), detail: maskDeep(e.detail, secrets) })),
     artifacts: artifacts.map(artifactView),
   };

@@ -92,14 +92,18 @@ export class FerryClient {
       const { data, truncated } = await readBody(res, ANSWER_LIMIT);
       if (truncated) {
         call.close();
-        throw new UnreachableError(`the answer from ${this.shown(path)} is larger than ${ANSWER_LIMIT / 1024 ** 2} MiB, which no Ferry answer is; is --url (or FERRY_URL) the address of \`ferry serve\`?`);
+        throw new UnreachableError(
+          `the answer from ${this.shown(path)} is larger than ${ANSWER_LIMIT / 1024 ** 2} MiB, which no Ferry answer is; is --url (or FERRY_URL) the address of \`ferry serve\`?`,
+        );
       }
       const text = data.toString('utf8');
       if (!text) return undefined as T;
       try {
         return JSON.parse(text) as T;
       } catch {
-        throw new UnreachableError(`${method} ${this.shown(path)} answered ${describeStatus(res)} with something that is not JSON (${this.excerptOf(res, text)}); is --url (or FERRY_URL) the address of \`ferry serve\`?`);
+        throw new UnreachableError(
+          `${method} ${this.shown(path)} answered ${describeStatus(res)} with something that is not JSON (${this.excerptOf(res, text)}); is --url (or FERRY_URL) the address of \`ferry serve\`?`,
+        );
       }
     } catch (err) {
       throw this.transportError(err);

@@ -38,7 +38,10 @@ const program = new Command('ferry')
   .option('--url <url>', 'Ferry server (default: FERRY_URL, or the embedded server in the data folder)')
   .option('--token <token>', 'API token (default: FERRY_TOKEN, or <data-dir>/token)')
   .option('--data-dir <dir>', 'embedded data folder (default: FERRY_DATA_DIR or ./.ferry)')
-  .option('--timeout <duration>', 'most time to connect and get an answer, like 30s or 500ms; logs --follow fails only when the server stops answering (default: FERRY_TIMEOUT or 30s)')
+  .option(
+    '--timeout <duration>',
+    'most time to connect and get an answer, like 30s or 500ms; logs --follow fails only when the server stops answering (default: FERRY_TIMEOUT or 30s)',
+  )
   .option('--json', 'print JSON for scripts')
   .exitOverride()
   .showHelpAfterError();
@@ -120,26 +123,37 @@ program
   .option('--capacity-cpu <quantity>', 'cpu this node offers migrations (default: all cores)')
   .option('--capacity-memory <quantity>', 'memory this node offers migrations (default: all memory)')
   .option('--demo', 'on start, register a demo tenant and run a demo migration (idempotent)')
-  .action(async (opts: { host?: string; port?: string; config?: string; substrate?: string; databaseUrl?: string; capacityCpu?: string; capacityMemory?: string; demo?: boolean }) => {
-    const flags = program.opts<GlobalFlags>();
-    const raw: RawOptions = {
-      ...(opts.host ? { host: opts.host } : {}),
-      ...(opts.port ? { port: opts.port } : {}),
-      ...(flags.dataDir ? { dataDir: flags.dataDir } : {}),
-      ...(opts.substrate ? { substrate: opts.substrate } : {}),
-      ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
-      ...(opts.capacityCpu || opts.capacityMemory
-        ? { capacity: { ...(opts.capacityCpu ? { cpu: opts.capacityCpu } : {}), ...(opts.capacityMemory ? { memory: opts.capacityMemory } : {}) } }
-        : {}),
-    };
-    const config = compileConfig({ flags: raw, ...(opts.config ? { configPath: opts.config } : {}) });
-    const service = await startService(config);
-    installSignalHandlers(service.stop);
-    if (opts.demo) {
-      const { runDemo } = await import('../demo.ts');
-      await runDemo(service, (line) => process.stdout.write(`${line}\n`));
-    }
-  });
+  .action(
+    async (opts: {
+      host?: string;
+      port?: string;
+      config?: string;
+      substrate?: string;
+      databaseUrl?: string;
+      capacityCpu?: string;
+      capacityMemory?: string;
+      demo?: boolean;
+    }) => {
+      const flags = program.opts<GlobalFlags>();
+      const raw: RawOptions = {
+        ...(opts.host ? { host: opts.host } : {}),
+        ...(opts.port ? { port: opts.port } : {}),
+        ...(flags.dataDir ? { dataDir: flags.dataDir } : {}),
+        ...(opts.substrate ? { substrate: opts.substrate } : {}),
+        ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+        ...(opts.capacityCpu || opts.capacityMemory
+          ? { capacity: { ...(opts.capacityCpu ? { cpu: opts.capacityCpu } : {}), ...(opts.capacityMemory ? { memory: opts.capacityMemory } : {}) } }
+          : {}),
+      };
+      const config = compileConfig({ flags: raw, ...(opts.config ? { configPath: opts.config } : {}) });
+      const service = await startService(config);
+      installSignalHandlers(service.stop);
+      if (opts.demo) {
+        const { runDemo } = await import('../demo.ts');
+        await runDemo(service, (line) => process.stdout.write(`${line}\n`));
+      }
+    },
+  );
 
 const tenant = program.command('tenant').description('register and list tenants');
 tenant
@@ -161,7 +175,12 @@ tenant
   .action(async () => {
     const { api, flags } = client();
     const list = await api.request<Array<{ id: string; steadyState: Record<string, number>; data: string }>>('GET', '/v1/tenants');
-    print(flags, list, () => table(['TENANT', 'STEADY-STATE', 'DATA'], list.map((t) => [t.id, describeResources(t.steadyState), t.data])));
+    print(flags, list, () =>
+      table(
+        ['TENANT', 'STEADY-STATE', 'DATA'],
+        list.map((t) => [t.id, describeResources(t.steadyState), t.data]),
+      ),
+    );
   });
 
 program
@@ -200,7 +219,8 @@ program
   .option('--page-size <n>', 'migrations asked for per request (all pages are listed)', '500')
   .action(async (opts: { tenant?: string; state?: string; issue?: string; pageSize: string }) => {
     const { api, flags } = client();
-    if (!/^[1-9]\d{0,2}$/.test(opts.pageSize) || Number(opts.pageSize) > 500) throw new FerryError('FERRY_INVALID_REQUEST', '--page-size is a whole number from 1 to 500');
+    if (!/^[1-9]\d{0,2}$/.test(opts.pageSize) || Number(opts.pageSize) > 500)
+      throw new FerryError('FERRY_INVALID_REQUEST', '--page-size is a whole number from 1 to 500');
     const q = new URLSearchParams();
     if (opts.tenant) q.set('tenant', opts.tenant);
     if (opts.state) q.set('state', opts.state);
@@ -210,7 +230,14 @@ program
     q.set('limit', opts.pageSize);
     for (let page = 0; page < 10_000; page++) {
       let next: string | null = null;
-      list.push(...(await api.request<MigrationView[]>('GET', `/v1/migrations?${q}`, undefined, (h) => (next = typeof h['x-ferry-next-cursor'] === 'string' ? h['x-ferry-next-cursor'] : null))));
+      list.push(
+        ...(await api.request<MigrationView[]>(
+          'GET',
+          `/v1/migrations?${q}`,
+          undefined,
+          (h) => (next = typeof h['x-ferry-next-cursor'] === 'string' ? h['x-ferry-next-cursor'] : null),
+        )),
+      );
       if (next === null) break;
       q.set('cursor', next);
     }
@@ -235,8 +262,22 @@ program
       if (m.checkpoint) lines.push(`checkpoint (step ${m.checkpoint.step + 1}): ${m.checkpoint.text}`);
       if (m.limitsEnforced === false) lines.push('limits: NOT enforced on this substrate');
       if (m.actions) lines.push('', 'actions:', ...Object.entries(m.actions).map(([a, d]) => `  ${a.padEnd(15)} ${d}`));
-      if (m.events?.length) lines.push('', table(['AT', 'ACTOR', 'EVENT', 'FROM', 'TO', 'REASON'], m.events.map((e) => [e.at, e.actor, e.kind, e.from ?? '', e.to ?? '', e.reason ?? ''])));
-      if (m.artifacts?.length) lines.push('', table(['ARTIFACT', 'STATE', 'REF'], m.artifacts.map((a) => [a.kind, a.state, a.ref])));
+      if (m.events?.length)
+        lines.push(
+          '',
+          table(
+            ['AT', 'ACTOR', 'EVENT', 'FROM', 'TO', 'REASON'],
+            m.events.map((e) => [e.at, e.actor, e.kind, e.from ?? '', e.to ?? '', e.reason ?? '']),
+          ),
+        );
+      if (m.artifacts?.length)
+        lines.push(
+          '',
+          table(
+            ['ARTIFACT', 'STATE', 'REF'],
+            m.artifacts.map((a) => [a.kind, a.state, a.ref]),
+          ),
+        );
       return lines.join('\n');
     });
   });
@@ -285,7 +326,18 @@ program
       { json: {} },
     );
     print(flags, r, () =>
-      [`issue ${r.issue} closed; cancelled ${r.cancelled.length}, removed ${r.removed.length} artifact(s)`, ...(r.removed.length ? ['', table(['MIGRATION', 'KIND', 'REF'], r.removed.map((a) => [a.migrationId, a.kind, a.ref]))] : [])].join('\n'),
+      [
+        `issue ${r.issue} closed; cancelled ${r.cancelled.length}, removed ${r.removed.length} artifact(s)`,
+        ...(r.removed.length
+          ? [
+              '',
+              table(
+                ['MIGRATION', 'KIND', 'REF'],
+                r.removed.map((a) => [a.migrationId, a.kind, a.ref]),
+              ),
+            ]
+          : []),
+      ].join('\n'),
     );
   });
 

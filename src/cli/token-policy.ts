@@ -24,8 +24,17 @@ export function displayUrl(url: URL): string {
   return `${url.protocol}//${url.host}${path}`;
 }
 
-const URL_NAMES: Readonly<Record<SettingSource, string>> = { flag: '--url', env: 'FERRY_URL', 'data-dir': 'the data folder (server-url)', default: 'the default' };
-const TOKEN_NAMES: Readonly<Record<Exclude<SettingSource, 'default'>, string>> = { flag: '--token', env: 'FERRY_TOKEN', 'data-dir': 'the data folder (<data-dir>/token)' };
+const URL_NAMES: Readonly<Record<SettingSource, string>> = {
+  flag: '--url',
+  env: 'FERRY_URL',
+  'data-dir': 'the data folder (server-url)',
+  default: 'the default',
+};
+const TOKEN_NAMES: Readonly<Record<Exclude<SettingSource, 'default'>, string>> = {
+  flag: '--token',
+  env: 'FERRY_TOKEN',
+  'data-dir': 'the data folder (<data-dir>/token)',
+};
 
 /** Parse the server URL; only http and https, and nothing of a bad one is shown but its shape. */
 export function parseServerUrl(raw: string, source: SettingSource): URL {
@@ -36,7 +45,10 @@ export function parseServerUrl(raw: string, source: SettingSource): URL {
     url = null;
   }
   if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-    throw new FerryError('FERRY_INVALID_REQUEST', `the server URL from ${URL_NAMES[source]} is not an http:// or https:// URL; write it like http://127.0.0.1:7070`);
+    throw new FerryError(
+      'FERRY_INVALID_REQUEST',
+      `the server URL from ${URL_NAMES[source]} is not an http:// or https:// URL; write it like http://127.0.0.1:7070`,
+    );
   }
   return url;
 }

@@ -24,7 +24,13 @@ export async function call(method, path, body) {
     const csrf = sessionStorage.getItem(CSRF_KEY);
     if (csrf) headers['x-ferry-csrf'] = csrf;
   }
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin', cache: 'no-store' });
+  const res = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: 'same-origin',
+    cache: 'no-store',
+  });
   const text = res.status === 204 ? '' : await res.text();
   let data = null;
   try {

@@ -34,8 +34,26 @@ export function table(caption, headers, rows, cells, rowAttrs = () => ({})) {
     'table',
     {},
     h('caption', { class: 'visually-hidden' }, caption),
-    h('thead', {}, h('tr', {}, headers.map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', {}, rows.map((r) => h('tr', rowAttrs(r), cells(r).map((c) => h('td', {}, c))))),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        headers.map((t) => h('th', { scope: 'col' }, t)),
+      ),
+    ),
+    h(
+      'tbody',
+      {},
+      rows.map((r) =>
+        h(
+          'tr',
+          rowAttrs(r),
+          cells(r).map((c) => h('td', {}, c)),
+        ),
+      ),
+    ),
   );
 }
 
@@ -49,7 +67,12 @@ export function quantity(dimension, value) {
   if (value === null || value === undefined) return '—';
   if (dimension === 'cpu') return value % 1000 === 0 ? `${value / 1000}` : `${value}m`;
   if (dimension === 'memory' || dimension.includes('storage')) {
-    for (const [unit, size] of [['Ti', 2 ** 40], ['Gi', 2 ** 30], ['Mi', 2 ** 20], ['Ki', 2 ** 10]]) {
+    for (const [unit, size] of [
+      ['Ti', 2 ** 40],
+      ['Gi', 2 ** 30],
+      ['Mi', 2 ** 20],
+      ['Ki', 2 ** 10],
+    ]) {
       if (value >= size) return `${Number((value / size).toFixed(2))}${unit}`;
     }
     return `${value}`;
@@ -59,7 +82,9 @@ export function quantity(dimension, value) {
 
 export function resources(obj) {
   if (!obj) return '—';
-  return Object.entries(obj).map(([d, v]) => `${d} ${quantity(d, v)}`).join(', ');
+  return Object.entries(obj)
+    .map(([d, v]) => `${d} ${quantity(d, v)}`)
+    .join(', ');
 }
 
 export function age(iso, now = Date.now()) {

@@ -9,7 +9,16 @@ export async function renderIssue(main, { me, arg: ref }) {
   const result = h('div', { id: 'close-result' });
   const dialog = h('dialog', { id: 'close-dialog', 'aria-labelledby': 'close-title' });
   const closeButton = mayClose ? h('button', { type: 'button', class: 'danger', onclick: () => confirmClose() }, 'Close issue') : null;
-  fill(main, h('h1', {}, 'Issue ', h('code', {}, ref)), closeButton ? h('p', {}, closeButton, ' cancels what is not final and removes every artifact (jobs, snapshots, scratch, logs) of its migrations. Tenant data stays.') : null, result, body, dialog);
+  fill(
+    main,
+    h('h1', {}, 'Issue ', h('code', {}, ref)),
+    closeButton
+      ? h('p', {}, closeButton, ' cancels what is not final and removes every artifact (jobs, snapshots, scratch, logs) of its migrations. Tenant data stays.')
+      : null,
+    result,
+    body,
+    dialog,
+  );
 
   async function load() {
     const list = await api('GET', `/v1/migrations?issue=${encodeURIComponent(ref)}&limit=500`);
@@ -18,7 +27,20 @@ export async function renderIssue(main, { me, arg: ref }) {
       body,
       list.length === 0
         ? h('p', {}, 'No migrations of this issue that you may see.')
-        : table('Migrations of this issue', ['Migration', 'State', 'Tenant', 'Attempt', 'Progress', 'Age'], list, (m) => [migrationLink(m.id), stateBadge(m.state), m.tenant, String(m.attempts), progressBar(m.progress, `Progress of ${m.id}`), age(m.createdAt, now)], (m) => ({ class: m.state === 'held' ? 'held' : null })),
+        : table(
+            'Migrations of this issue',
+            ['Migration', 'State', 'Tenant', 'Attempt', 'Progress', 'Age'],
+            list,
+            (m) => [
+              migrationLink(m.id),
+              stateBadge(m.state),
+              m.tenant,
+              String(m.attempts),
+              progressBar(m.progress, `Progress of ${m.id}`),
+              age(m.createdAt, now),
+            ],
+            (m) => ({ class: m.state === 'held' ? 'held' : null }),
+          ),
     );
   }
 
@@ -28,7 +50,11 @@ export async function renderIssue(main, { me, arg: ref }) {
       'form',
       {},
       h('h2', { id: 'close-title' }, `Close issue ${ref}?`),
-      h('p', {}, 'This cancels every migration of the issue that is not final (stopping a running attempt first), removes all their artifacts, and refuses new filings on it.'),
+      h(
+        'p',
+        {},
+        'This cancels every migration of the issue that is not final (stopping a running attempt first), removes all their artifacts, and refuses new filings on it.',
+      ),
       h('div', { class: 'buttons' }, confirm, h('button', { type: 'button', class: 'secondary', onclick: () => dialog.close() }, 'Back')),
     );
     form.addEventListener('submit', async (e) => {
@@ -42,16 +68,35 @@ export async function renderIssue(main, { me, arg: ref }) {
           h(
             'div',
             { class: 'result', role: 'status' },
-            h('p', {}, `Issue closed. Cancelled: ${r.cancelled.length ? r.cancelled.join(', ') : 'none'}. Removed ${r.removed.length} artifact(s)${r.pending.length ? `; ${r.pending.length} still to remove (retried)` : ''}.`),
-            r.removed.length ? h('ul', { id: 'removed' }, r.removed.map((a) => h('li', {}, `${a.kind ?? 'artifact'} ${a.ref ?? ''}${a.migrationId ? ` of ${a.migrationId}` : ''}`))) : null,
-            r.pending.length ? h('ul', {}, r.pending.map((a) => h('li', {}, `still to remove: ${a.kind ?? ''} ${a.ref ?? ''} ${a.error ?? ''}`))) : null,
+            h(
+              'p',
+              {},
+              `Issue closed. Cancelled: ${r.cancelled.length ? r.cancelled.join(', ') : 'none'}. Removed ${r.removed.length} artifact(s)${r.pending.length ? `; ${r.pending.length} still to remove (retried)` : ''}.`,
+            ),
+            r.removed.length
+              ? h(
+                  'ul',
+                  { id: 'removed' },
+                  r.removed.map((a) => h('li', {}, `${a.kind ?? 'artifact'} ${a.ref ?? ''}${a.migrationId ? ` of ${a.migrationId}` : ''}`)),
+                )
+              : null,
+            r.pending.length
+              ? h(
+                  'ul',
+                  {},
+                  r.pending.map((a) => h('li', {}, `still to remove: ${a.kind ?? ''} ${a.ref ?? ''} ${a.error ?? ''}`)),
+                )
+              : null,
           ),
         );
         announce('Issue closed');
         await load();
       } catch (err) {
         dialog.close();
-        fill(result, h('div', { class: 'alert', role: 'alert' }, h('strong', {}, 'Close issue refused: '), err instanceof ApiError ? err.message : err.message));
+        fill(
+          result,
+          h('div', { class: 'alert', role: 'alert' }, h('strong', {}, 'Close issue refused: '), err instanceof ApiError ? err.message : err.message),
+        );
       }
     });
     fill(dialog, form);

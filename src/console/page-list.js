@@ -23,7 +23,12 @@ export async function renderList(main, { params }) {
   const cursors = [null];
   let cursor = params.get('cursor');
 
-  const stateSelect = h('select', { id: 'f-state', name: 'state' }, h('option', { value: '' }, 'any state'), STATES.map((s) => h('option', { value: s, selected: s === filter.state }, s)));
+  const stateSelect = h(
+    'select',
+    { id: 'f-state', name: 'state' },
+    h('option', { value: '' }, 'any state'),
+    STATES.map((s) => h('option', { value: s, selected: s === filter.state }, s)),
+  );
   const tenantInput = h('input', { id: 'f-tenant', name: 'tenant', value: filter.tenant, size: 14 });
   const issueInput = h('input', { id: 'f-issue', name: 'issue', value: filter.issue, size: 28, placeholder: 'github:acme/platform#742' });
   const form = h(
@@ -71,24 +76,62 @@ export async function renderList(main, { params }) {
     } else {
       fill(
         body,
-        tagged(table(
-          'Migrations, held first',
-          ['Migration', 'State', 'Tenant', 'Issue', 'Attempt', 'Progress', 'Age'],
-          list,
-          (m) => {
-            const progress = h('span', { 'data-progress': m.id }, progressBar(m.progress, `Progress of ${m.id}`));
-            rows.set(m.id, { progress });
-            return [migrationLink(m.id), [stateBadge(m.state), m.heldCause ? h('span', { class: 'muted' }, ` (${m.heldCause})`) : null], m.tenant, issueLink(m.issue), String(m.attempts), progress, h('span', { title: m.createdAt }, age(m.createdAt, now))];
-          },
-          (m) => ({ class: m.state === 'held' ? 'held' : null, 'data-id': m.id, 'data-state': m.state }),
-        )),
+        tagged(
+          table(
+            'Migrations, held first',
+            ['Migration', 'State', 'Tenant', 'Issue', 'Attempt', 'Progress', 'Age'],
+            list,
+            (m) => {
+              const progress = h('span', { 'data-progress': m.id }, progressBar(m.progress, `Progress of ${m.id}`));
+              rows.set(m.id, { progress });
+              return [
+                migrationLink(m.id),
+                [stateBadge(m.state), m.heldCause ? h('span', { class: 'muted' }, ` (${m.heldCause})`) : null],
+                m.tenant,
+                issueLink(m.issue),
+                String(m.attempts),
+                progress,
+                h('span', { title: m.createdAt }, age(m.createdAt, now)),
+              ];
+            },
+            (m) => ({ class: m.state === 'held' ? 'held' : null, 'data-id': m.id, 'data-state': m.state }),
+          ),
+        ),
       );
     }
     fill(summary, heldCount > 0 ? `${heldCount} held, shown first. ` : '', `${list.length - heldCount} other migrations on this page.`);
     fill(
       pager,
-      cursors.length > 1 || cursor ? h('button', { type: 'button', class: 'secondary', onclick: () => { cursor = null; cursors.length = 1; void refresh(); } }, 'First page') : null,
-      next ? h('button', { type: 'button', class: 'secondary', onclick: () => { cursors.push(cursor); cursor = next; void refresh(); } }, 'Next page') : null,
+      cursors.length > 1 || cursor
+        ? h(
+            'button',
+            {
+              type: 'button',
+              class: 'secondary',
+              onclick: () => {
+                cursor = null;
+                cursors.length = 1;
+                void refresh();
+              },
+            },
+            'First page',
+          )
+        : null,
+      next
+        ? h(
+            'button',
+            {
+              type: 'button',
+              class: 'secondary',
+              onclick: () => {
+                cursors.push(cursor);
+                cursor = next;
+                void refresh();
+              },
+            },
+            'Next page',
+          )
+        : null,
     );
   }
 

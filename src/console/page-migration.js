@@ -46,19 +46,34 @@ export async function renderMigration(main, { me, arg: id }) {
       h(
         'dl',
         { class: 'facts' },
-        h('dt', {}, 'State'), h('dd', { id: 'state' }, stateBadge(m.state)),
-        h('dt', {}, 'Tenant'), h('dd', {}, h('a', { href: '#/tenants' }, m.tenant)),
-        h('dt', {}, 'Issue'), h('dd', {}, issueLink(m.issue)),
-        h('dt', {}, 'Attempts'), h('dd', {}, String(m.attempts.length)),
-        h('dt', {}, 'Filed by'), h('dd', {}, m.filedBy),
-        h('dt', {}, 'Filed'), h('dd', {}, time(m.createdAt)),
-        h('dt', {}, 'Limits enforced'), h('dd', {}, m.limitsEnforced === null ? '—' : m.limitsEnforced ? 'yes' : 'NO'),
-        h('dt', {}, 'Confined'), h('dd', {}, m.isolated === null ? '—' : m.isolated ? 'yes' : 'NO'),
-        h('dt', {}, 'Checkpoint'), h('dd', { id: 'checkpoint' }, m.checkpoint ? `step ${m.checkpoint.step + 1}: ${m.checkpoint.text}` : 'none'),
-        h('dt', {}, 'Snapshot'), h('dd', {}, m.snapshot ? [m.snapshot.ref, ' at ', time(m.snapshot.at)] : 'none'),
+        h('dt', {}, 'State'),
+        h('dd', { id: 'state' }, stateBadge(m.state)),
+        h('dt', {}, 'Tenant'),
+        h('dd', {}, h('a', { href: '#/tenants' }, m.tenant)),
+        h('dt', {}, 'Issue'),
+        h('dd', {}, issueLink(m.issue)),
+        h('dt', {}, 'Attempts'),
+        h('dd', {}, String(m.attempts.length)),
+        h('dt', {}, 'Filed by'),
+        h('dd', {}, m.filedBy),
+        h('dt', {}, 'Filed'),
+        h('dd', {}, time(m.createdAt)),
+        h('dt', {}, 'Limits enforced'),
+        h('dd', {}, m.limitsEnforced === null ? '—' : m.limitsEnforced ? 'yes' : 'NO'),
+        h('dt', {}, 'Confined'),
+        h('dd', {}, m.isolated === null ? '—' : m.isolated ? 'yes' : 'NO'),
+        h('dt', {}, 'Checkpoint'),
+        h('dd', { id: 'checkpoint' }, m.checkpoint ? `step ${m.checkpoint.step + 1}: ${m.checkpoint.text}` : 'none'),
+        h('dt', {}, 'Snapshot'),
+        h('dd', {}, m.snapshot ? [m.snapshot.ref, ' at ', time(m.snapshot.at)] : 'none'),
       ),
       m.state === 'held'
-        ? h('div', { class: 'panel held', id: 'held' }, h('p', {}, h('strong', {}, 'Held: '), `step ${(m.failedStep ?? 0) + 1} failed (${m.heldCause ?? 'unknown cause'}). `, m.heldDetail ?? ''), h('p', {}, 'Nothing more runs for this tenant until someone decides.'))
+        ? h(
+            'div',
+            { class: 'panel held', id: 'held' },
+            h('p', {}, h('strong', {}, 'Held: '), `step ${(m.failedStep ?? 0) + 1} failed (${m.heldCause ?? 'unknown cause'}). `, m.heldDetail ?? ''),
+            h('p', {}, 'Nothing more runs for this tenant until someone decides.'),
+          )
         : null,
       decisions(),
       h('h2', {}, 'Steps'),
@@ -79,37 +94,62 @@ export async function renderMigration(main, { me, arg: id }) {
       h('h2', {}, 'Attempts'),
       m.attempts.length === 0
         ? h('p', {}, 'No attempt yet.')
-        : table(
-            'Attempts',
-            ['Attempt', 'From step', 'Step', 'Exit code', 'Cause', 'Detail', 'Started', 'Ended', 'Log'],
-            m.attempts,
-            (a) => [
-              String(a.number),
-              String(a.fromStep + 1),
-              a.step === null ? '—' : String(a.step + 1),
-              a.exitCode === null ? (a.signal ?? '—') : String(a.exitCode),
-              a.cause ?? (a.endedAt ? 'ok' : '—'),
-              a.detail ?? '',
-              time(a.startedAt),
-              a.endedAt ? time(a.endedAt) : 'running',
-              h('button', { type: 'button', class: 'secondary', onclick: () => showLog(a.number, false) }, `Show log of attempt ${a.number}`),
-            ],
-          ),
+        : table('Attempts', ['Attempt', 'From step', 'Step', 'Exit code', 'Cause', 'Detail', 'Started', 'Ended', 'Log'], m.attempts, (a) => [
+            String(a.number),
+            String(a.fromStep + 1),
+            a.step === null ? '—' : String(a.step + 1),
+            a.exitCode === null ? (a.signal ?? '—') : String(a.exitCode),
+            a.cause ?? (a.endedAt ? 'ok' : '—'),
+            a.detail ?? '',
+            time(a.startedAt),
+            a.endedAt ? time(a.endedAt) : 'running',
+            h('button', { type: 'button', class: 'secondary', onclick: () => showLog(a.number, false) }, `Show log of attempt ${a.number}`),
+          ]),
       h('h2', {}, 'Admission verdict'),
-      h('p', { class: 'muted' }, `${m.verdict.ok ? 'Admitted' : 'Refused'} at `, time(m.verdict.at), ` against steady-state ${resources(m.verdict.steadyState)}.`),
+      h(
+        'p',
+        { class: 'muted' },
+        `${m.verdict.ok ? 'Admitted' : 'Refused'} at `,
+        time(m.verdict.at),
+        ` against steady-state ${resources(m.verdict.steadyState)}.`,
+      ),
       table(
         'Admission verdict per dimension',
         ['Dimension', 'Peak', 'Steady-state', 'Cap (2 × steady-state)', 'Node capacity', 'Verdict'],
         m.verdict.dimensions,
-        (d) => [d.dimension, quantity(d.dimension, d.peak), quantity(d.dimension, d.steadyState), quantity(d.dimension, d.cap), quantity(d.dimension, d.capacity), d.ok ? 'ok' : 'over'],
+        (d) => [
+          d.dimension,
+          quantity(d.dimension, d.peak),
+          quantity(d.dimension, d.steadyState),
+          quantity(d.dimension, d.cap),
+          quantity(d.dimension, d.capacity),
+          d.ok ? 'ok' : 'over',
+        ],
       ),
-      m.verdict.reasons.length ? h('ul', {}, m.verdict.reasons.map((r) => h('li', {}, r.message))) : null,
+      m.verdict.reasons.length
+        ? h(
+            'ul',
+            {},
+            m.verdict.reasons.map((r) => h('li', {}, r.message)),
+          )
+        : null,
       h('h2', {}, 'Events'),
-      table('Events', ['When', 'Actor', 'Event', 'Move', 'Reason'], m.events, (e) => [time(e.at), e.actor, e.kind, e.from ? `${e.from} → ${e.to}` : `→ ${e.to}`, e.reason ?? '']),
+      table('Events', ['When', 'Actor', 'Event', 'Move', 'Reason'], m.events, (e) => [
+        time(e.at),
+        e.actor,
+        e.kind,
+        e.from ? `${e.from} → ${e.to}` : `→ ${e.to}`,
+        e.reason ?? '',
+      ]),
       h('h2', {}, 'Artifacts'),
       m.artifacts.length === 0
         ? h('p', {}, 'None recorded.')
-        : table('Artifacts', ['Kind', 'Reference', 'State', 'Removed'], m.artifacts, (a) => [a.kind, h('code', {}, a.ref), a.state, a.removedAt ? ['yes, ', time(a.removedAt)] : 'no']),
+        : table('Artifacts', ['Kind', 'Reference', 'State', 'Removed'], m.artifacts, (a) => [
+            a.kind,
+            h('code', {}, a.ref),
+            a.state,
+            a.removedAt ? ['yes, ', time(a.removedAt)] : 'no',
+          ]),
     );
   }
 
@@ -117,9 +157,21 @@ export async function renderMigration(main, { me, arg: id }) {
     if (!mayDecide) return null;
     const items = [];
     if (m.state === 'held' && m.actions) {
-      for (const action of ACTION_ORDER) items.push({ name: ACTION_NAMES[action], what: m.actions[action], reason: 'required', send: (reason) => api('POST', `/v1/migrations/${encodeURIComponent(id)}/actions`, { action, reason }) });
+      for (const action of ACTION_ORDER)
+        items.push({
+          name: ACTION_NAMES[action],
+          what: m.actions[action],
+          reason: 'required',
+          send: (reason) => api('POST', `/v1/migrations/${encodeURIComponent(id)}/actions`, { action, reason }),
+        });
     }
-    if (m.state === 'filed') items.push({ name: 'Approve', what: 'runs the admission gate again and, if it admits, queues the migration to run', reason: null, send: () => api('POST', `/v1/migrations/${encodeURIComponent(id)}/approve`, {}) });
+    if (m.state === 'filed')
+      items.push({
+        name: 'Approve',
+        what: 'runs the admission gate again and, if it admits, queues the migration to run',
+        reason: null,
+        send: () => api('POST', `/v1/migrations/${encodeURIComponent(id)}/approve`, {}),
+      });
     if (!FINAL.has(m.state)) {
       items.push({
         name: 'Cancel',
@@ -133,12 +185,21 @@ export async function renderMigration(main, { me, arg: id }) {
       'section',
       { class: 'panel', 'aria-labelledby': 'decisions-title' },
       h('h2', { id: 'decisions-title' }, 'Decisions'),
-      h('div', { class: 'actions' }, items.map((it) => [h('button', { type: 'button', class: it.name === 'Abandon' || it.name === 'Cancel' ? 'danger' : null, onclick: () => confirmDecision(it) }, it.name), h('p', {}, it.what)])),
+      h(
+        'div',
+        { class: 'actions' },
+        items.map((it) => [
+          h('button', { type: 'button', class: it.name === 'Abandon' || it.name === 'Cancel' ? 'danger' : null, onclick: () => confirmDecision(it) }, it.name),
+          h('p', {}, it.what),
+        ]),
+      ),
     );
   }
 
   function confirmDecision(it) {
-    const reason = it.reason ? h('textarea', { id: 'reason', name: 'reason', required: it.reason === 'required', maxlength: 4000, 'aria-describedby': 'dialog-what' }) : null;
+    const reason = it.reason
+      ? h('textarea', { id: 'reason', name: 'reason', required: it.reason === 'required', maxlength: 4000, 'aria-describedby': 'dialog-what' })
+      : null;
     const confirm = h('button', { type: 'submit', class: it.name === 'Abandon' || it.name === 'Cancel' ? 'danger' : null }, `Confirm: ${it.name}`);
     const problem = h('div', {});
     // novalidate: the page says what is missing in words (role=alert), not with the browser's bubble.
@@ -208,7 +269,8 @@ export async function renderMigration(main, { me, arg: id }) {
           return;
         }
         const skipped = Number(res.headers.get('x-ferry-log-skipped') ?? '0');
-        if (skipped > 0) fill(state, `Showing the end of the log: ${(skipped / 1048576).toFixed(1)} MiB before it are in the download. `, following ? 'Following live…' : '');
+        if (skipped > 0)
+          fill(state, `Showing the end of the log: ${(skipped / 1048576).toFixed(1)} MiB before it are in the download. `, following ? 'Following live…' : '');
         const reader = res.body.getReader();
         const decoder = new TextDecoder();
         for (;;) {
@@ -221,7 +283,11 @@ export async function renderMigration(main, { me, arg: id }) {
           if (atBottom) pre.scrollTop = pre.scrollHeight;
         }
         log.ended = true;
-        state.textContent = following ? 'The attempt has ended; this is its whole log (or its end, above).' : skipped > 0 ? state.textContent : 'The whole log.';
+        state.textContent = following
+          ? 'The attempt has ended; this is its whole log (or its end, above).'
+          : skipped > 0
+            ? state.textContent
+            : 'The whole log.';
       } catch (err) {
         if (err.name !== 'AbortError') fill(state, `The log could not be read: ${err.message}`);
       }

@@ -12,7 +12,11 @@ export function renderSignIn(main, { message, onSignedIn }) {
     { class: 'signin', novalidate: true },
     h('label', { for: 'token' }, 'Token'),
     input,
-    h('p', { class: 'muted', id: 'token-help' }, 'A Ferry API token (the admin token of an embedded install is in <data-dir>/token). It is not stored by this page.'),
+    h(
+      'p',
+      { class: 'muted', id: 'token-help' },
+      'A Ferry API token (the admin token of an embedded install is in <data-dir>/token). It is not stored by this page.',
+    ),
     button,
   );
   input.setAttribute('aria-describedby', 'token-help');
@@ -30,7 +34,10 @@ export function renderSignIn(main, { message, onSignedIn }) {
       input.value = '';
       onSignedIn(me);
     } catch (err) {
-      const text = err instanceof ApiError && err.status === 401 ? `Sign-in failed: this token is not known to this Ferry. (${err.message})` : `Sign-in failed: ${err.message}`;
+      const text =
+        err instanceof ApiError && err.status === 401
+          ? `Sign-in failed: this token is not known to this Ferry. (${err.message})`
+          : `Sign-in failed: ${err.message}`;
       fill(status, h('p', { class: 'alert', role: 'alert' }, text));
       input.select();
       input.focus();

@@ -25,12 +25,21 @@ export async function renderTenants(main) {
     fill(
       body,
       h('h2', {}, 'Node capacity'),
-      h('p', { class: 'muted' }, `${capacity.running.length} running migration(s)${capacity.scoped ? ' of your tenants' : ''}; their declared peaks are what the scheduler counts.`),
+      h(
+        'p',
+        { class: 'muted' },
+        `${capacity.running.length} running migration(s)${capacity.scoped ? ' of your tenants' : ''}; their declared peaks are what the scheduler counts.`,
+      ),
       table('Node capacity and use', ['Dimension', 'Capacity', 'Used by running peaks', 'Share'], dims, (d) => {
         const cap = capacity.capacity[d];
         const used = capacity.used[d] ?? 0;
         const share = cap ? Math.round((100 * used) / cap) : null;
-        return [d, quantity(d, cap), quantity(d, used), share === null ? '—' : [h('progress', { max: 100, value: Math.min(share, 100), 'aria-label': `${d} in use` }), ` ${share}%`]];
+        return [
+          d,
+          quantity(d, cap),
+          quantity(d, used),
+          share === null ? '—' : [h('progress', { max: 100, value: Math.min(share, 100), 'aria-label': `${d} in use` }), ` ${share}%`],
+        ];
       }),
       h('h2', {}, 'Tenants'),
       tenants.length === 0

@@ -60,7 +60,8 @@ export function documentBoundsProblem(text: string, format: DocumentFormat, limi
   if (format === 'json') return jsonDepthExceeds(text, maxDepth) ? depthProblem(maxDepth) : null;
   const maxKeys = limits.maxMappingKeys ?? MAX_MAPPING_KEYS;
   const found = yamlExceeds(text, maxDepth, maxKeys);
-  if (found === 'keys') return { kind: 'keys', limit: maxKeys, message: `a mapping in the document has more than ${maxKeys} keys; a request needs far fewer, so shorten it` };
+  if (found === 'keys')
+    return { kind: 'keys', limit: maxKeys, message: `a mapping in the document has more than ${maxKeys} keys; a request needs far fewer, so shorten it` };
   return found === 'depth' ? depthProblem(maxDepth) : null;
 }
 
@@ -79,7 +80,12 @@ export function valueDepthProblem(value: unknown, maxDepth = MAX_DOCUMENT_DEPTH,
   let nodes = 0;
   while (stack.length > 0) {
     const [v, depth] = stack.pop() as [unknown, number];
-    if (++nodes > maxNodes) return { kind: 'size', limit: maxNodes, message: `the document has more than ${maxNodes} values once its aliases are expanded; write it without repeating anchors` };
+    if (++nodes > maxNodes)
+      return {
+        kind: 'size',
+        limit: maxNodes,
+        message: `the document has more than ${maxNodes} values once its aliases are expanded; write it without repeating anchors`,
+      };
     if (v === null || typeof v !== 'object') continue;
     if (depth > maxDepth) return depthProblem(maxDepth);
     const children = v instanceof Map ? [...v.keys(), ...v.values()] : v instanceof Set ? [...v] : Object.values(v as object);

@@ -5,8 +5,7 @@
  * Everything else is log.
  */
 export type OutputSignal =
-  | { readonly kind: 'checkpoint'; readonly text: string }
-  | { readonly kind: 'progress'; readonly done: number; readonly total: number };
+  { readonly kind: 'checkpoint'; readonly text: string } | { readonly kind: 'progress'; readonly done: number; readonly total: number };
 
 /** What starts every line of the output contract; substrates look for it to pass such lines on. */
 export const OUTPUT_PREFIX = '::ferry::';

@@ -13,18 +13,7 @@ import { FerryError } from './errors.ts';
 import { TERMINAL_STATES, type MigrationState } from './types.ts';
 
 export type LifecycleEvent =
-  | 'approve'
-  | 'gate-pass'
-  | 'reject'
-  | 'refuse'
-  | 'start'
-  | 'succeed'
-  | 'fail'
-  | 'wipe-and-retry'
-  | 'resume'
-  | 'accept-partial'
-  | 'abandon'
-  | 'cancel';
+  'approve' | 'gate-pass' | 'reject' | 'refuse' | 'start' | 'succeed' | 'fail' | 'wipe-and-retry' | 'resume' | 'accept-partial' | 'abandon' | 'cancel';
 
 interface Row {
   readonly from: MigrationState;
@@ -79,7 +68,10 @@ export const HOLDER_RULE = { always: ['running', 'held'], afterAnAttempt: ['queu
 
 /** Whether a migration in `state`, having started `attempts` attempts, holds its tenant. */
 export function holdsTenant(state: MigrationState, attempts: number): boolean {
-  return (HOLDER_RULE.always as readonly MigrationState[]).includes(state) || ((HOLDER_RULE.afterAnAttempt as readonly MigrationState[]).includes(state) && attempts > 0);
+  return (
+    (HOLDER_RULE.always as readonly MigrationState[]).includes(state) ||
+    ((HOLDER_RULE.afterAnAttempt as readonly MigrationState[]).includes(state) && attempts > 0)
+  );
 }
 
 function wrongStateMessage(from: MigrationState, event: LifecycleEvent): string {

@@ -20,8 +20,10 @@ export function newMigrationIdText(nowMs: number, randomHex: string): string {
     throw new FerryError('FERRY_INTERNAL', `a migration id needs a time in whole ms since the epoch, not ${String(nowMs)}; pass Date.now()`);
   }
   if (!RANDOM_HEX.test(randomHex)) {
-    throw new FerryError('FERRY_INTERNAL', `a migration id needs 8 lower-case hex digits of randomness, not ${JSON.stringify(randomHex.slice(0, 40))}; pass randomBytes(4).toString('hex')`);
+    throw new FerryError(
+      'FERRY_INTERNAL',
+      `a migration id needs 8 lower-case hex digits of randomness, not ${JSON.stringify(randomHex.slice(0, 40))}; pass randomBytes(4).toString('hex')`,
+    );
   }
   return `m-${nowMs.toString(36)}-${randomHex}`;
 }
-

@@ -74,7 +74,7 @@ export function describeActions(facts: HeldFacts): Record<RecoveryAction, string
     facts.snapshotAt !== null
       ? `restores the snapshot taken at ${facts.snapshotAt} and reruns from step 1`
       : facts.hasWipeStep
-        ? 'runs the request\'s wipe step, then reruns from step 1'
+        ? "runs the request's wipe step, then reruns from step 1"
         : 'not available: no snapshot and no wipe step';
   return {
     'wipe-and-retry': wipe,

@@ -15,15 +15,17 @@ const DIMENSION = /^[a-z][a-z0-9-]{0,31}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const STEP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
-const tenantId = z
-  .string()
-  .regex(TENANT_ID, 'must be lower-case letters, digits and dashes, starting with a letter or digit, at most 63 characters');
+const tenantId = z.string().regex(TENANT_ID, 'must be lower-case letters, digits and dashes, starting with a letter or digit, at most 63 characters');
 const quantity = z.union([z.string().max(40), z.number()]);
 /**
  * Text that may reach a job (argv, env, image): a NUL byte would end the string early in the C
  * side of the process substrate, so the job would run something other than what was approved.
  */
-const jobText = (max: number) => z.string().max(max).refine((s) => !s.includes('\0'), 'must not contain a NUL byte');
+const jobText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((s) => !s.includes('\0'), 'must not contain a NUL byte');
 const resources = z
   .record(z.string().regex(DIMENSION, 'dimension names are lower-case words like cpu, memory, ephemeral-storage'), quantity)
   .refine((r) => Object.keys(r).length <= 16, 'at most 16 dimensions');
@@ -56,7 +58,11 @@ export const requestSchema = z.strictObject({
     .optional(),
 });
 
-const id = z.number().int().min(1, 'must not be 0: jobs never run as root (see allowRoot)').max(2 ** 31 - 2);
+const id = z
+  .number()
+  .int()
+  .min(1, 'must not be 0: jobs never run as root (see allowRoot)')
+  .max(2 ** 31 - 2);
 
 export const tenantSchema = z.strictObject({
   steadyState: resources,
@@ -106,7 +112,8 @@ export function parseMigrationRequest(input: unknown, defaults?: IssueDefaults):
   const peak = toResources(doc.peak, 'peak');
   requirePositive(peak, 'peak', 'migration request');
   // A confined process job runs under a small init inside its PID namespace, which counts too.
-  if (Object.hasOwn(peak, 'pids') && (peak.pids as number) < 2) throw fieldError('peak.pids', 'must be at least 2 (the job and the init that ends everything it starts)');
+  if (Object.hasOwn(peak, 'pids') && (peak.pids as number) < 2)
+    throw fieldError('peak.pids', 'must be at least 2 (the job and the init that ends everything it starts)');
   const secretEnv = Object.entries(doc.env ?? {})
     .filter(([, v]) => typeof v !== 'string')
     .map(([k]) => k);
@@ -117,7 +124,10 @@ export function parseMigrationRequest(input: unknown, defaults?: IssueDefaults):
     return {
       name: step.name,
       run: step.run,
-      timeoutMs: step.timeout === undefined ? undefined : asField(`steps.${index}.timeout`, () => parseDuration(`steps.${index}.timeout`, step.timeout as string | number)),
+      timeoutMs:
+        step.timeout === undefined
+          ? undefined
+          : asField(`steps.${index}.timeout`, () => parseDuration(`steps.${index}.timeout`, step.timeout as string | number)),
     };
   });
   return {

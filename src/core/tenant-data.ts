@@ -31,7 +31,8 @@ export function folderDataProblem(data: string, ctx: TenantDataContext): string 
     }
   }
   for (const other of ctx.others) {
-    if (other.data.startsWith('/') && overlaps(data, other.data)) return `${data} overlaps tenant ${other.id}'s data (${other.data}); give each tenant a folder of its own`;
+    if (other.data.startsWith('/') && overlaps(data, other.data))
+      return `${data} overlaps tenant ${other.id}'s data (${other.data}); give each tenant a folder of its own`;
   }
   return null;
 }

@@ -31,13 +31,7 @@ export const MIGRATION_STATES = [
 ] as const;
 export type MigrationState = (typeof MIGRATION_STATES)[number];
 
-export const TERMINAL_STATES: ReadonlySet<MigrationState> = new Set([
-  'rejected',
-  'succeeded',
-  'accepted-partial',
-  'abandoned',
-  'cancelled',
-]);
+export const TERMINAL_STATES: ReadonlySet<MigrationState> = new Set(['rejected', 'succeeded', 'accepted-partial', 'abandoned', 'cancelled']);
 
 export const RECOVERY_ACTIONS = ['wipe-and-retry', 'resume', 'accept-partial', 'abandon'] as const;
 export type RecoveryAction = (typeof RECOVERY_ACTIONS)[number];

@@ -116,14 +116,26 @@ export class AttemptSupervisor {
     let position = 0;
     if (!fresh) {
       if (attempt.step === null || attempt.jobRef === null) {
-        return outcome(attempt.fromStep, { exitCode: null, signal: null, cause: 'lost', detail: 'lost: Ferry stopped while preparing the attempt, before its first step started' });
+        return outcome(attempt.fromStep, {
+          exitCode: null,
+          signal: null,
+          cause: 'lost',
+          detail: 'lost: Ferry stopped while preparing the attempt, before its first step started',
+        });
       }
       position = Math.max(0, plan.indexOf(attempt.step));
     }
 
     for (; position < plan.length; position++) {
       const stepIndex = plan[position] as number;
-      const spec = stepSpec(m, { tenant, attempt: attempt.number, stepIndex, fromStep: attempt.fromStep, logRef: attempt.logRef, scratchRef: ctx.substrate.scratchRef(m.id) });
+      const spec = stepSpec(m, {
+        tenant,
+        attempt: attempt.number,
+        stepIndex,
+        fromStep: attempt.fromStep,
+        logRef: attempt.logRef,
+        scratchRef: ctx.substrate.scratchRef(m.id),
+      });
       const ref = ctx.substrate.jobRef(spec);
       entry.jobRef = ref;
       entry.step = stepIndex;
@@ -158,14 +170,16 @@ export class AttemptSupervisor {
       if (result.cause !== null) return outcome(stepIndex, entry.cancel ? cancelledResult(result) : result);
       if (entry.cancel && position < plan.length - 1) return outcome(stepIndex, cancelledResult(result));
     }
-    await this.untilStored(`success of ${m.id}`, () => ctx.store.finishAttempt({
-      id: m.id,
-      number: attempt.number,
-      attempt: { exitCode: 0, cause: null, detail: 'all steps succeeded' },
-      patch: { next: null },
-      event: { actor: SYSTEM, kind: 'succeed', reason: `attempt ${attempt.number}: all steps succeeded` },
-      now: ctx.now(),
-    }));
+    await this.untilStored(`success of ${m.id}`, () =>
+      ctx.store.finishAttempt({
+        id: m.id,
+        number: attempt.number,
+        attempt: { exitCode: 0, cause: null, detail: 'all steps succeeded' },
+        patch: { next: null },
+        event: { actor: SYSTEM, kind: 'succeed', reason: `attempt ${attempt.number}: all steps succeeded` },
+        now: ctx.now(),
+      }),
+    );
     ctx.metrics.transitions.inc({ to: 'succeeded' });
   }
 
@@ -180,7 +194,10 @@ export class AttemptSupervisor {
     let snapshotPatch: { id: string; patch: { snapshot: { ref: string; at: string } } } | undefined;
     if (fresh) {
       const byKind = new Map(fresh.artifacts.map((a) => [a.kind, a]));
-      await appendLogLine(attempt.logRef, `── ferry: migration ${m.id}, attempt ${attempt.number}, tenant ${m.tenant}, limits ${ctx.substrate.limits().enforced ? 'enforced' : 'NOT enforced'} ──`);
+      await appendLogLine(
+        attempt.logRef,
+        `── ferry: migration ${m.id}, attempt ${attempt.number}, tenant ${m.tenant}, limits ${ctx.substrate.limits().enforced ? 'enforced' : 'NOT enforced'} ──`,
+      );
       const scratch = byKind.get('scratch');
       if (scratch && scratch.state !== 'created') await ctx.substrate.createScratch(scratch.ref, { migrationId: m.id, issue: m.issue, tenant });
       const snapshot = byKind.get('snapshot');
@@ -209,20 +226,35 @@ export class AttemptSupervisor {
    * Record how the attempt ended at `stepIndex`: cancelled (when a cancel asked for it), else held
    * with the step's cause. With `untilStored`, the store write is retried until it is taken.
    */
-  private async recordOutcome(m: MigrationRecord, number: number, stepIndex: number, result: StepResult, entry: ActiveAttempt, opts: { untilStored: boolean }): Promise<void> {
+  private async recordOutcome(
+    m: MigrationRecord,
+    number: number,
+    stepIndex: number,
+    result: StepResult,
+    entry: ActiveAttempt,
+    opts: { untilStored: boolean },
+  ): Promise<void> {
     const { ctx } = this;
     const cancelled = result.cause === 'cancelled' && entry.cancel !== null;
     const where = `step ${stepLabel(stepIndex)} (${stepName(m.request, stepIndex)})`;
-    const write = () => ctx.store.finishAttempt({
-      id: m.id,
-      number,
-      attempt: { exitCode: result.exitCode, signal: result.signal, cause: result.cause, detail: `${where}: ${result.detail}` },
-      patch: cancelled ? { next: null } : { failedStep: stepIndex, heldCause: result.cause as FailureCause, heldDetail: `${where} ${result.detail}`, next: null },
-      event: cancelled
-        ? { actor: entry.cancel?.actor ?? SYSTEM, kind: 'cancel', reason: entry.cancel?.reason ?? 'cancelled' }
-        : { actor: SYSTEM, kind: 'fail', reason: `${where} ${result.detail}`, detail: { cause: result.cause, exitCode: result.exitCode, signal: result.signal } },
-      now: ctx.now(),
-    });
+    const write = () =>
+      ctx.store.finishAttempt({
+        id: m.id,
+        number,
+        attempt: { exitCode: result.exitCode, signal: result.signal, cause: result.cause, detail: `${where}: ${result.detail}` },
+        patch: cancelled
+          ? { next: null }
+          : { failedStep: stepIndex, heldCause: result.cause as FailureCause, heldDetail: `${where} ${result.detail}`, next: null },
+        event: cancelled
+          ? { actor: entry.cancel?.actor ?? SYSTEM, kind: 'cancel', reason: entry.cancel?.reason ?? 'cancelled' }
+          : {
+              actor: SYSTEM,
+              kind: 'fail',
+              reason: `${where} ${result.detail}`,
+              detail: { cause: result.cause, exitCode: result.exitCode, signal: result.signal },
+            },
+        now: ctx.now(),
+      });
     await (opts.untilStored ? this.untilStored(`outcome of ${m.id}`, write) : write());
     ctx.metrics.transitions.inc({ to: cancelled ? 'cancelled' : 'held' });
   }

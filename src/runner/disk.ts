@@ -24,7 +24,10 @@ export async function noteFullDisk(result: StepResult, logPath: string): Promise
     const fs = await statfs(dirname(logPath));
     const free = fs.bavail * fs.bsize;
     if (free >= FULL_DISK_BYTES) return result;
-    return { ...result, detail: `${result.detail}; the disk holding Ferry's data folder was full when the step ended (${free} bytes free), so the job could not write its output: free space, then resume or wipe-and-retry` };
+    return {
+      ...result,
+      detail: `${result.detail}; the disk holding Ferry's data folder was full when the step ended (${free} bytes free), so the job could not write its output: free space, then resume or wipe-and-retry`,
+    };
   } catch {
     return result;
   }

@@ -6,7 +6,6 @@ import type { GateLimits } from './gate.ts';
 import type { RunnerMetrics } from './metrics.ts';
 import type { LogFn } from '../core/log.ts';
 
-
 /** Who made a move, for the migration's history. */
 export interface Actor {
   readonly name: string;

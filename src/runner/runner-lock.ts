@@ -56,7 +56,10 @@ async function postgresLock(databaseUrl: string): Promise<RunnerLock> {
   const r = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [ADVISORY_KEY]);
   if (!r.rows[0]?.ok) {
     await client.end();
-    throw new FerryError('FERRY_CONFLICT', 'another Ferry runner is using this PostgreSQL database; one runner per database for now (see README, Substrates and stores)');
+    throw new FerryError(
+      'FERRY_CONFLICT',
+      'another Ferry runner is using this PostgreSQL database; one runner per database for now (see README, Substrates and stores)',
+    );
   }
   return {
     async release() {

@@ -257,7 +257,11 @@ export class Runner {
 
   private async refuseOnClosedIssue(issue: string, what: string): Promise<void> {
     if ((await this.store.getIssue(issue))?.closedAt) {
-      throw new FerryError('FERRY_ISSUE_CLOSED', `issue ${issue} is closed, so ${what} is not possible: a closed issue's migrations are cancelled and torn down`, { issue });
+      throw new FerryError(
+        'FERRY_ISSUE_CLOSED',
+        `issue ${issue} is closed, so ${what} is not possible: a closed issue's migrations are cancelled and torn down`,
+        { issue },
+      );
     }
   }
 
@@ -275,7 +279,12 @@ export class Runner {
     const verdict = await runGate(this.store, this.gateLimits, m.tenant, m.peak, this.now());
     if (!verdict.ok) {
       for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'gate', code: r.code });
-      await this.store.appendEvent(m.id, 'held', { actor: actor.name, kind: `${action}-refused`, reason: describeRejection(verdict), detail: { verdict } }, this.now());
+      await this.store.appendEvent(
+        m.id,
+        'held',
+        { actor: actor.name, kind: `${action}-refused`, reason: describeRejection(verdict), detail: { verdict } },
+        this.now(),
+      );
       throw new RejectedError(verdict, m.id, `${action} refused by the admission gate; the migration stays held: ${describeRejection(verdict)}`);
     }
     const next =

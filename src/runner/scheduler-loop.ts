@@ -97,7 +97,12 @@ export class SchedulerLoop {
       for (const r of verdict.reasons) ctx.metrics.rejections.inc({ where: 'gate', code: r.code });
       // Never ran: rejected. Ran before: back to held with the gate's reasons, data as it is.
       if (m.attempts === 0) await ctx.move(m, { actor: SYSTEM, kind: 'reject', reason: describeRejection(verdict), detail: { verdict } }, { verdict });
-      else await ctx.move(m, { actor: SYSTEM, kind: 'refuse', reason: describeRejection(verdict), detail: { verdict } }, { verdict, heldCause: 'gate', heldDetail: describeRejection(verdict) });
+      else
+        await ctx.move(
+          m,
+          { actor: SYSTEM, kind: 'refuse', reason: describeRejection(verdict), detail: { verdict } },
+          { verdict, heldCause: 'gate', heldDetail: describeRejection(verdict) },
+        );
       return;
     }
     const tenant = await tenantOf(store, m);

@@ -32,7 +32,9 @@ export class StepOutputRecorder {
       this.timer = null;
       // A failed write keeps the values for the next one (or flush); it must never be an
       // unhandled rejection, which would end the server.
-      this.writing = this.writing.then(() => this.write()).catch((err: unknown) => this.warn(`cannot record progress of ${this.id} yet: ${coerceError(err).message}`));
+      this.writing = this.writing
+        .then(() => this.write())
+        .catch((err: unknown) => this.warn(`cannot record progress of ${this.id} yet: ${coerceError(err).message}`));
     }, 200);
   }
 

@@ -55,7 +55,8 @@ export class Teardown {
         cancelled.push(m.id);
       } catch (err) {
         // Ended meanwhile (terminal): nothing to cancel. Anything else: teardown reports it pending.
-        if (!(err instanceof FerryError && err.code === 'FERRY_WRONG_STATE')) this.ctx.log('warn', `closing ${ref}: cannot cancel ${m.id}: ${coerceError(err).message}`);
+        if (!(err instanceof FerryError && err.code === 'FERRY_WRONG_STATE'))
+          this.ctx.log('warn', `closing ${ref}: cannot cancel ${m.id}: ${coerceError(err).message}`);
       }
     }
     const { removed, pending } = await this.teardownIssue(ref);
@@ -67,7 +68,9 @@ export class Teardown {
     const removed: RemovedArtifact[] = [];
     const pending: PendingArtifact[] = [];
     // Jobs first: their scratch and snapshot volumes cannot go while a container still uses them.
-    const present = (await ctx.store.listArtifacts({ issue: ref, present: true })).sort((a, b) => TEARDOWN_ORDER.indexOf(a.kind) - TEARDOWN_ORDER.indexOf(b.kind));
+    const present = (await ctx.store.listArtifacts({ issue: ref, present: true })).sort(
+      (a, b) => TEARDOWN_ORDER.indexOf(a.kind) - TEARDOWN_ORDER.indexOf(b.kind),
+    );
     for (const a of present) {
       if (this.supervisor.has(a.migrationId)) {
         pending.push({ migrationId: a.migrationId, kind: a.kind, ref: a.ref, error: 'its attempt is still stopping' });

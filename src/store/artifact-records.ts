@@ -44,8 +44,19 @@ export class ArtifactRecords {
     if (ids.length === 0 && !migration) return;
     const at = now.toISOString();
     await this.db.transaction().execute(async (trx) => {
-      if (ids.length) await trx.updateTable('artifacts').set({ state: 'created', created_at: at }).where('id', 'in', [...ids]).where('state', '=', 'intended').execute();
-      if (migration) await trx.updateTable('migrations').set({ ...patchColumns(migration.patch), updated_at: at }).where('id', '=', migration.id).execute();
+      if (ids.length)
+        await trx
+          .updateTable('artifacts')
+          .set({ state: 'created', created_at: at })
+          .where('id', 'in', [...ids])
+          .where('state', '=', 'intended')
+          .execute();
+      if (migration)
+        await trx
+          .updateTable('migrations')
+          .set({ ...patchColumns(migration.patch), updated_at: at })
+          .where('id', '=', migration.id)
+          .execute();
     });
   }
 
@@ -65,7 +76,16 @@ export async function recordArtifactIn(db: Db, a: ArtifactIntent, now: Date): Pr
   if (existing) return artifactRecord(existing);
   await db
     .insertInto('artifacts')
-    .values({ migration_id: a.migrationId, issue: a.issue, kind: a.kind, ref: a.ref, state: 'intended', recorded_at: now.toISOString(), created_at: null, removed_at: null })
+    .values({
+      migration_id: a.migrationId,
+      issue: a.issue,
+      kind: a.kind,
+      ref: a.ref,
+      state: 'intended',
+      recorded_at: now.toISOString(),
+      created_at: null,
+      removed_at: null,
+    })
     .execute();
   return artifactRecord(await db.selectFrom('artifacts').selectAll().where('kind', '=', a.kind).where('ref', '=', a.ref).executeTakeFirstOrThrow());
 }

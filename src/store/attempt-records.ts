@@ -41,12 +41,7 @@ export class AttemptRecords {
   }
 
   async get(migrationId: string, number: number): Promise<AttemptRecord | null> {
-    const row = await this.db
-      .selectFrom('attempts')
-      .selectAll()
-      .where('migration_id', '=', migrationId)
-      .where('number', '=', number)
-      .executeTakeFirst();
+    const row = await this.db.selectFrom('attempts').selectAll().where('migration_id', '=', migrationId).where('number', '=', number).executeTakeFirst();
     return row ? attemptRecord(row) : null;
   }
 

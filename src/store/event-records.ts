@@ -31,7 +31,14 @@ export class EventRecords {
 }
 
 /** Append an event; `db` is the transaction of the change it records, when there is one. */
-export async function insertEvent(db: Db, migrationId: string, from: MigrationState | null, to: MigrationState | null, e: EventInput, at: string): Promise<void> {
+export async function insertEvent(
+  db: Db,
+  migrationId: string,
+  from: MigrationState | null,
+  to: MigrationState | null,
+  e: EventInput,
+  at: string,
+): Promise<void> {
   await db
     .insertInto('events')
     .values({

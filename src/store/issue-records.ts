@@ -25,7 +25,9 @@ export class IssueRecords {
       await trx
         .insertInto('issues')
         .values({ ref, closed_at: now.toISOString(), closed_by: actor, teardown_done_at: null })
-        .onConflict((oc) => oc.column('ref').doUpdateSet({ closed_at: now.toISOString(), closed_by: actor, teardown_done_at: null }).where('issues.closed_at', 'is', null))
+        .onConflict((oc) =>
+          oc.column('ref').doUpdateSet({ closed_at: now.toISOString(), closed_by: actor, teardown_done_at: null }).where('issues.closed_at', 'is', null),
+        )
         .execute();
       return true;
     });
@@ -37,12 +39,7 @@ export class IssueRecords {
 
   /** Closed issues whose teardown has not finished (a crash in the middle): resumed on start. */
   async pendingTeardown(): Promise<string[]> {
-    const rows = await this.db
-      .selectFrom('issues')
-      .select('ref')
-      .where('closed_at', 'is not', null)
-      .where('teardown_done_at', 'is', null)
-      .execute();
+    const rows = await this.db.selectFrom('issues').select('ref').where('closed_at', 'is not', null).where('teardown_done_at', 'is', null).execute();
     return rows.map((r) => r.ref);
   }
 }

@@ -104,23 +104,29 @@ export class MigrationRecords {
       q = q.where((eb) => eb.or([eb('created_at', past, after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', past, after.id)])]));
     }
     const direction = desc ? 'desc' : 'asc';
-    const rows = await q.orderBy('created_at', direction).orderBy('id', direction).limit(filter.limit ?? 10_000).execute();
+    const rows = await q
+      .orderBy('created_at', direction)
+      .orderBy('id', direction)
+      .limit(filter.limit ?? 10_000)
+      .execute();
     return rows.map(migrationRecord);
   }
 
   /** Migrations holding their tenant (core HOLDER_RULE). */
   async listHolders(): Promise<Array<{ id: string; tenant: string; state: MigrationState }>> {
-    const rows = await this.db
-      .selectFrom('migrations')
-      .select(['id', 'tenant', 'state'])
-      .where(holdsItsTenant)
-      .execute();
+    const rows = await this.db.selectFrom('migrations').select(['id', 'tenant', 'state']).where(holdsItsTenant).execute();
     return rows.map((r) => ({ id: r.id, tenant: r.tenant, state: r.state as MigrationState }));
   }
 
   /** Queued migrations, oldest first, with just what the scheduler decides on (no request bodies). */
   async listQueued(): Promise<Array<{ id: string; tenant: string; peak: Resources }>> {
-    const rows = await this.db.selectFrom('migrations').select(['id', 'tenant', 'peak']).where('state', '=', 'queued').orderBy('created_at').orderBy('id').execute();
+    const rows = await this.db
+      .selectFrom('migrations')
+      .select(['id', 'tenant', 'peak'])
+      .where('state', '=', 'queued')
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
     return rows.map((r) => ({ id: r.id, tenant: r.tenant, peak: JSON.parse(r.peak) as Resources }));
   }
 

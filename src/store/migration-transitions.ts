@@ -144,7 +144,12 @@ export class MigrationTransitions {
       return row;
     } catch (err) {
       if (isUniqueViolation(err, ONE_HOLDER_PER_TENANT)) {
-        throw new FerryError('FERRY_TENANT_BUSY', `the tenant of migration ${args.id} is held by another migration; it waits until that one is final`, { id: args.id }, { cause: err });
+        throw new FerryError(
+          'FERRY_TENANT_BUSY',
+          `the tenant of migration ${args.id} is held by another migration; it waits until that one is final`,
+          { id: args.id },
+          { cause: err },
+        );
       }
       throw err;
     }
@@ -157,13 +162,29 @@ export class MigrationTransitions {
       {
         id: args.id,
         from: 'queued',
-        patch: { attempts: args.number, limitsEnforced: args.limitsEnforced, isolated: args.isolated, verdict: args.verdict, heldCause: null, heldDetail: null, failedStep: null, progress: null },
+        patch: {
+          attempts: args.number,
+          limitsEnforced: args.limitsEnforced,
+          isolated: args.isolated,
+          verdict: args.verdict,
+          heldCause: null,
+          heldDetail: null,
+          failedStep: null,
+          progress: null,
+        },
         event: { ...args.event, kind: 'start' },
         now: args.now,
       },
       async (trx, m) => {
         if (m.attempts !== args.number) throw new FerryError('FERRY_CONFLICT', `migration ${args.id} attempt numbering changed meanwhile`);
-        await insertAttemptIn(trx, { migrationId: args.id, number: args.number, fromStep: args.fromStep, logRef: args.logRef, firstJob: args.firstJob, startedAt: args.now.toISOString() });
+        await insertAttemptIn(trx, {
+          migrationId: args.id,
+          number: args.number,
+          fromStep: args.fromStep,
+          logRef: args.logRef,
+          firstJob: args.firstJob,
+          startedAt: args.now.toISOString(),
+        });
         artifacts = [];
         for (const a of args.artifacts ?? []) artifacts.push(await recordArtifactIn(trx, { migrationId: m.id, issue: m.issue, ...a }, args.now));
       },

@@ -76,12 +76,7 @@ export class Store {
   // ── tenants (tenant-records.ts) ──────────────────────────────────────────
 
   /** Register or update a tenant, allocating its identity; FERRY_TENANT_BUSY when a held tenant's data or runAs would change. */
-  putTenant(
-    id: string,
-    input: TenantInput,
-    uidRange: UidRange,
-    now: Date,
-  ): Promise<{ tenant: TenantRecord; created: boolean; previous: TenantRecord | null }> {
+  putTenant(id: string, input: TenantInput, uidRange: UidRange, now: Date): Promise<{ tenant: TenantRecord; created: boolean; previous: TenantRecord | null }> {
     return this.tenants.put(id, input, uidRange, now);
   }
 

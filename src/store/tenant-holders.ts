@@ -17,11 +17,6 @@ export function holdsItsTenant(eb: ExpressionBuilder<Database, 'migrations'>) {
 
 /** The migration holding `tenant`, if any. */
 export async function holderOf(db: Db, tenant: string): Promise<string | null> {
-  const row = await db
-    .selectFrom('migrations')
-    .select('id')
-    .where('tenant', '=', tenant)
-    .where(holdsItsTenant)
-    .executeTakeFirst();
+  const row = await db.selectFrom('migrations').select('id').where('tenant', '=', tenant).where(holdsItsTenant).executeTakeFirst();
   return row?.id ?? null;
 }

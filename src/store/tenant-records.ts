@@ -55,10 +55,14 @@ export class TenantRecords {
       }
       const sharing = await trx.selectFrom('tenants').select('id').where('run_as_uid', '=', runAs.uid).where('id', '!=', id).executeTakeFirst();
       if (sharing) {
-        throw new FerryError('FERRY_CONFLICT', `uid ${runAs.uid} is already tenant ${sharing.id}'s identity; give each tenant its own uid (or omit runAs and Ferry picks one)`, {
-          tenant: id,
-          uid: runAs.uid,
-        });
+        throw new FerryError(
+          'FERRY_CONFLICT',
+          `uid ${runAs.uid} is already tenant ${sharing.id}'s identity; give each tenant its own uid (or omit runAs and Ferry picks one)`,
+          {
+            tenant: id,
+            uid: runAs.uid,
+          },
+        );
       }
       const values = {
         steady_state: JSON.stringify(input.steadyState),
@@ -113,7 +117,10 @@ async function allocateIdentity(db: Db, range: UidRange): Promise<Identity> {
   const top = row?.top === null || row?.top === undefined ? null : Number(row.top);
   const uid = top === null ? range.first : top + 1;
   if (uid > range.last) {
-    throw new FerryError('FERRY_CONFLICT', `every uid of the range ${range.first}-${range.last} is given to a tenant; widen uidRange or give this tenant a runAs`);
+    throw new FerryError(
+      'FERRY_CONFLICT',
+      `every uid of the range ${range.first}-${range.last} is given to a tenant; widen uidRange or give this tenant a runAs`,
+    );
   }
   return { uid, gid: uid };
 }

@@ -173,7 +173,11 @@ export class ThreadRecords {
    * The first send of a status row created the comment: record its id and mark the row sent, in one
    * transaction, so a newer body edits that comment instead of posting another.
    */
-  async markStatusCommentCreated(row: Pick<OutboxRow, 'id' | 'version' | 'tracker' | 'issue'> & { migrationId: string }, commentId: string, now: Date): Promise<void> {
+  async markStatusCommentCreated(
+    row: Pick<OutboxRow, 'id' | 'version' | 'tracker' | 'issue'> & { migrationId: string },
+    commentId: string,
+    now: Date,
+  ): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
       await trx
         .insertInto('tracker_status_comments')
@@ -240,7 +244,9 @@ async function enqueueCommentIn(db: Db, c: NewComment, now: Date): Promise<boole
   const at = now.toISOString();
   const result = await db
     .insertInto('tracker_outbox')
-    .values(pendingRow({ tracker: c.tracker, issue: c.issue, kind: 'comment', migrationId: c.migrationId ?? null, dedupeKey: c.dedupeKey ?? null, body: c.body }, at))
+    .values(
+      pendingRow({ tracker: c.tracker, issue: c.issue, kind: 'comment', migrationId: c.migrationId ?? null, dedupeKey: c.dedupeKey ?? null, body: c.body }, at),
+    )
     .onConflict((oc) => oc.doNothing())
     .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;

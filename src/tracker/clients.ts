@@ -113,7 +113,13 @@ function createGitHubClient(options: TrackerClientOptions): TrackerClient {
       const { owner, repo, number } = ownerRepo(issue, 'github');
       const path = `/repos/${owner}/${repo}/issues/${number}/comments`;
       try {
-        const response = await octokit.rest.issues.createComment({ owner, repo, issue_number: number, body, request: { signal: AbortSignal.timeout(timeoutMs) } });
+        const response = await octokit.rest.issues.createComment({
+          owner,
+          repo,
+          issue_number: number,
+          body,
+          request: { signal: AbortSignal.timeout(timeoutMs) },
+        });
         return { id: String(response.data.id) };
       } catch (err) {
         throw fromOctokit(err, 'POST', path);
@@ -123,7 +129,13 @@ function createGitHubClient(options: TrackerClientOptions): TrackerClient {
       const { owner, repo } = ownerRepo(issue, 'github');
       const path = `/repos/${owner}/${repo}/issues/comments/${commentId}`;
       try {
-        await octokit.rest.issues.updateComment({ owner, repo, comment_id: numericId(commentId, 'github'), body, request: { signal: AbortSignal.timeout(timeoutMs) } });
+        await octokit.rest.issues.updateComment({
+          owner,
+          repo,
+          comment_id: numericId(commentId, 'github'),
+          body,
+          request: { signal: AbortSignal.timeout(timeoutMs) },
+        });
       } catch (err) {
         throw fromOctokit(err, 'PATCH', path);
       }
@@ -133,11 +145,14 @@ function createGitHubClient(options: TrackerClientOptions): TrackerClient {
 
 function fromOctokit(err: unknown, method: string, path: string): TrackerError {
   if (err instanceof TrackerError) return err;
-  const e = err as { status?: unknown; response?: { headers?: Record<string, string | number | undefined> } ; message?: unknown };
+  const e = err as { status?: unknown; response?: { headers?: Record<string, string | number | undefined> }; message?: unknown };
   const message = typeof e.message === 'string' ? e.message : String(err);
   // @octokit/request reports network failures and timeouts as status 500 without a response.
   if (e.response === undefined || typeof e.status !== 'number') {
-    return new TrackerError({ tracker: 'github', retryable: true, status: null, method, path, message: `GitHub could not be reached: ${message}` }, { cause: err });
+    return new TrackerError(
+      { tracker: 'github', retryable: true, status: null, method, path, message: `GitHub could not be reached: ${message}` },
+      { cause: err },
+    );
   }
   const headers = e.response.headers ?? {};
   const status = e.status;
@@ -234,7 +249,10 @@ function jsonHttp(tracker: TrackerKind, root: string, auth: Record<string, strin
     try {
       return JSON.parse(text) as unknown;
     } catch (err) {
-      throw new TrackerError({ tracker, retryable: false, status: response.status, method, path, message: `${tracker} answered ${method} ${path} with a body that is not JSON` }, { cause: err });
+      throw new TrackerError(
+        { tracker, retryable: false, status: response.status, method, path, message: `${tracker} answered ${method} ${path} with a body that is not JSON` },
+        { cause: err },
+      );
     }
   };
 }
@@ -243,7 +261,14 @@ function parseCreated(data: unknown, tracker: TrackerKind, path: string): number
   const result = created.safeParse(data);
   if (!result.success) {
     // The comment may exist; retrying could post it twice, so this is not retryable.
-    throw new TrackerError({ tracker, retryable: false, status: null, method: 'POST', path, message: `${tracker} answered POST ${path} without a comment id; the comment may exist` });
+    throw new TrackerError({
+      tracker,
+      retryable: false,
+      status: null,
+      method: 'POST',
+      path,
+      message: `${tracker} answered POST ${path} without a comment id; the comment may exist`,
+    });
   }
   return result.data.id;
 }
@@ -253,10 +278,20 @@ function refOf(issue: string, tracker: TrackerKind): IssueRef {
   try {
     ref = parseIssueRef(issue);
   } catch (err) {
-    throw new TrackerError({ tracker, retryable: false, status: null, method: '', path: '', message: `${JSON.stringify(issue)} is not a normalised issue ref` }, { cause: err });
+    throw new TrackerError(
+      { tracker, retryable: false, status: null, method: '', path: '', message: `${JSON.stringify(issue)} is not a normalised issue ref` },
+      { cause: err },
+    );
   }
   if (ref.tracker !== tracker) {
-    throw new TrackerError({ tracker, retryable: false, status: null, method: '', path: '', message: `${issue} belongs to ${ref.tracker}, not to this ${tracker} client` });
+    throw new TrackerError({
+      tracker,
+      retryable: false,
+      status: null,
+      method: '',
+      path: '',
+      message: `${issue} belongs to ${ref.tracker}, not to this ${tracker} client`,
+    });
   }
   return ref;
 }
@@ -265,14 +300,28 @@ function ownerRepo(issue: string, tracker: TrackerKind): { owner: string; repo: 
   const ref = refOf(issue, tracker);
   const parts = ref.repo.split('/');
   if (parts.length !== 2) {
-    throw new TrackerError({ tracker, retryable: false, status: null, method: '', path: '', message: `${issue}: ${tracker} repositories are owner/repo, not nested paths` });
+    throw new TrackerError({
+      tracker,
+      retryable: false,
+      status: null,
+      method: '',
+      path: '',
+      message: `${issue}: ${tracker} repositories are owner/repo, not nested paths`,
+    });
   }
   return { owner: parts[0] as string, repo: parts[1] as string, number: ref.number };
 }
 
 function numericId(id: string, tracker: TrackerKind): number {
   if (!/^[1-9]\d{0,15}$/.test(id)) {
-    throw new TrackerError({ tracker, retryable: false, status: null, method: '', path: '', message: `comment id ${JSON.stringify(id.slice(0, 40))} is not a ${tracker} comment id` });
+    throw new TrackerError({
+      tracker,
+      retryable: false,
+      status: null,
+      method: '',
+      path: '',
+      message: `comment id ${JSON.stringify(id.slice(0, 40))} is not a ${tracker} comment id`,
+    });
   }
   return Number(id);
 }

@@ -35,12 +35,7 @@ export type CommandName = (typeof SIMPLE_COMMANDS)[number] | RecoveryAction;
 /** Longest reason kept; it goes into the append-only history. */
 const MAX_REASON = 500;
 
-const USAGE = [
-  '/ferry approve',
-  '/ferry cancel',
-  '/ferry status',
-  ...RECOVERY_ACTIONS.map((action) => `/ferry ${action} <reason>`),
-].join(', ');
+const USAGE = ['/ferry approve', '/ferry cancel', '/ferry status', ...RECOVERY_ACTIONS.map((action) => `/ferry ${action} <reason>`)].join(', ');
 
 const PREFIX = /^\/ferry(?=\s|$)/;
 const FENCE = /^ {0,3}(`{3,}|~{3,})/;
@@ -85,14 +80,25 @@ export function parseCommandLine(line: string): CommandParse {
   const argument = words.join(' ').trim();
 
   if ((SIMPLE_COMMANDS as readonly string[]).includes(name)) {
-    return { ok: true, command: { name: name as (typeof SIMPLE_COMMANDS)[number], note: argument.length > 0 ? argument.slice(0, MAX_REASON) : null, line: text } };
+    return {
+      ok: true,
+      command: { name: name as (typeof SIMPLE_COMMANDS)[number], note: argument.length > 0 ? argument.slice(0, MAX_REASON) : null, line: text },
+    };
   }
   if ((RECOVERY_ACTIONS as readonly string[]).includes(name)) {
     if (argument.length === 0) {
-      return fail('FERRY_MISSING_REASON', text, `/ferry ${name} needs a reason on the same line, e.g. \`/ferry ${name} ${EXAMPLE_REASON[name as RecoveryAction]}\`; the reason is kept in the migration's history`);
+      return fail(
+        'FERRY_MISSING_REASON',
+        text,
+        `/ferry ${name} needs a reason on the same line, e.g. \`/ferry ${name} ${EXAMPLE_REASON[name as RecoveryAction]}\`; the reason is kept in the migration's history`,
+      );
     }
     if (argument.length > MAX_REASON) {
-      return fail('FERRY_REASON_TOO_LONG', text, `the reason is ${argument.length} characters long; keep it to ${MAX_REASON} and put details in a separate comment`);
+      return fail(
+        'FERRY_REASON_TOO_LONG',
+        text,
+        `the reason is ${argument.length} characters long; keep it to ${MAX_REASON} and put details in a separate comment`,
+      );
     }
     return { ok: true, command: { name: name as RecoveryAction, reason: argument, line: text } };
   }

@@ -29,7 +29,9 @@ export function renderVerdictComment(verdict: Verdict, options: VerdictCommentOp
     for (const d of verdict.dimensions) {
       const steady = d.steadyState === null ? '—' : formatQuantity(d.dimension, d.steadyState);
       const cap = d.cap === null ? '—' : formatQuantity(d.dimension, d.cap);
-      out.push(`| ${cell(d.dimension)} | ${formatQuantity(d.dimension, d.peak)} | ${steady} | ${cap} | ${d.ok ? 'pass' : `**fail**${failureNote(verdict, d.dimension)}`} |`);
+      out.push(
+        `| ${cell(d.dimension)} | ${formatQuantity(d.dimension, d.peak)} | ${steady} | ${cap} | ${d.ok ? 'pass' : `**fail**${failureNote(verdict, d.dimension)}`} |`,
+      );
     }
     out.push('');
   }
@@ -128,7 +130,11 @@ export function renderStatusComment(unmasked: StatusView): string {
   if (view.progress !== null && view.progress !== undefined) out.push(`- **Progress:** ${progress(view.progress.done, view.progress.total)}`);
 
   if (view.gateReasons !== null && view.gateReasons !== undefined && view.gateReasons.length > 0) {
-    out.push('', view.state === 'held' ? '**The admission gate refused the last action; the migration stays held:**' : '**The admission gate refused it:**', '');
+    out.push(
+      '',
+      view.state === 'held' ? '**The admission gate refused the last action; the migration stays held:**' : '**The admission gate refused it:**',
+      '',
+    );
     for (const reason of view.gateReasons) out.push(`- ${oneLine(reason.message)}`);
   }
 
@@ -145,7 +151,8 @@ function headline(view: StatusView): string {
       return 'Approved. Waiting for the admission gate.';
     case 'queued': {
       const holder = view.waitingFor;
-      if (holder === null || holder === undefined) return view.attempt === 0 ? 'Queued. It starts when the runner has a free slot.' : `Queued for attempt ${view.attempt + 1}.`;
+      if (holder === null || holder === undefined)
+        return view.attempt === 0 ? 'Queued. It starts when the runner has a free slot.' : `Queued for attempt ${view.attempt + 1}.`;
       const where = holder.issue === view.issue ? 'of this thread' : `of ${link(holder.issue, holder.url)}`;
       return `Waiting: tenant ${code(view.tenant)} is held by migration ${code(holder.migrationId)} ${where} (${holder.state}). This migration starts after that one ends.`;
     }
@@ -221,7 +228,10 @@ function progress(done: number, total: number): string {
 
 function tail(log: string, migrationId: string): string {
   // Strip terminal colour codes; they render as noise in a tracker.
-  const clean = log.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r\n?/g, '\n').replace(/\n+$/, '');
+  const clean = log
+    .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
+    .replace(/\r\n?/g, '\n')
+    .replace(/\n+$/, '');
   if (clean.length === 0) return '(no output)';
   let lines = clean.split('\n');
   let cut = false;
@@ -266,14 +276,25 @@ export function renderClosureSummary(summary: ClosureSummary): string {
   if (summary.removed.length === 0) {
     out.push('No job artifacts to remove.');
   } else {
-    out.push(`Removed ${summary.removed.length} job artifact${summary.removed.length === 1 ? '' : 's'}:`, '', '| Migration | Kind | Artifact |', '|---|---|---|');
+    out.push(
+      `Removed ${summary.removed.length} job artifact${summary.removed.length === 1 ? '' : 's'}:`,
+      '',
+      '| Migration | Kind | Artifact |',
+      '|---|---|---|',
+    );
     for (const a of summary.removed) out.push(`| ${code(a.migrationId)} | ${cell(a.kind)} | ${cell(code(a.name))} |`);
   }
   if (pending.length > 0) {
-    out.push('', `Not removed yet (${pending.length}); Ferry retries them and updates nothing else meanwhile:`, '', '| Migration | Kind | Artifact | Error |', '|---|---|---|---|');
+    out.push(
+      '',
+      `Not removed yet (${pending.length}); Ferry retries them and updates nothing else meanwhile:`,
+      '',
+      '| Migration | Kind | Artifact | Error |',
+      '|---|---|---|---|',
+    );
     for (const a of pending) out.push(`| ${code(a.migrationId)} | ${cell(a.kind)} | ${cell(code(a.name))} | ${cell(oneLine(escapeText(a.error)))} |`);
   }
-  out.push('', 'Tenant data is not a job artifact and was left as it is. The migrations\' history is kept. Reopening the issue recreates nothing.');
+  out.push('', "Tenant data is not a job artifact and was left as it is. The migrations' history is kept. Reopening the issue recreates nothing.");
   return out.join('\n') + '\n';
 }
 

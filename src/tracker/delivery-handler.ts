@@ -106,14 +106,25 @@ export class ThreadDeliveryHandler implements DeliveryHandler {
     switch (event.kind) {
       case 'issue-opened':
       case 'issue-edited':
-        if (closed) return hasBlock(event.body) ? this.note(tracker, event, `this issue is closed, so Ferry ignores its request; reopening recreates nothing. Open a new issue to file a new migration.`) : [];
+        if (closed)
+          return hasBlock(event.body)
+            ? this.note(
+                tracker,
+                event,
+                `this issue is closed, so Ferry ignores its request; reopening recreates nothing. Open a new issue to file a new migration.`,
+              )
+            : [];
         return this.fileFromThread(tracker, event);
       case 'issue-closed':
         return this.closeThread(tracker, event, closed);
       case 'issue-reopened': {
         const migrations = await this.store.listMigrations({ issue: event.issue });
         if (migrations.length === 0 || !closed) return [];
-        return this.note(tracker, event, `this issue was closed, and reopening it recreates nothing: its migrations stay as they ended and their job artifacts stay removed. Ferry ignores further requests and commands here; open a new issue for a new migration.`);
+        return this.note(
+          tracker,
+          event,
+          `this issue was closed, and reopening it recreates nothing: its migrations stay as they ended and their job artifacts stay removed. Ferry ignores further requests and commands here; open a new issue for a new migration.`,
+        );
       }
       case 'comment':
         return this.command(tracker, event, closed);
@@ -159,7 +170,13 @@ export class ThreadDeliveryHandler implements DeliveryHandler {
       }
       // Not approved yet: the edited request replaces it, so an operator always approves what the issue shows.
       await this.runner.cancel(current.id, actor, 'the request in the issue was edited; the edited request replaces it');
-      out.push(...this.note(tracker, event, `migration \`${current.id}\` (filed, not approved yet) was cancelled because the request was edited; the edited request is checked below.`));
+      out.push(
+        ...this.note(
+          tracker,
+          event,
+          `migration \`${current.id}\` (filed, not approved yet) was cancelled because the request was edited; the edited request is checked below.`,
+        ),
+      );
     } else if (latest !== undefined && sameRequest(latest.request, request) && !REFILE_AFTER.has(latest.state)) {
       return []; // e.g. the title was edited after the migration succeeded: never run it again by accident
     }
@@ -186,7 +203,12 @@ export class ThreadDeliveryHandler implements DeliveryHandler {
     const pending =
       'pending' in result && Array.isArray(result.pending)
         ? (result.pending as ReadonlyArray<{ migrationId: string; kind: string; ref: string; error: string }>)
-        : (await this.store.listArtifacts({ issue: event.issue, present: true })).map((a) => ({ migrationId: a.migrationId, kind: a.kind, ref: a.ref, error: `still ${a.state}` }));
+        : (await this.store.listArtifacts({ issue: event.issue, present: true })).map((a) => ({
+            migrationId: a.migrationId,
+            kind: a.kind,
+            ref: a.ref,
+            error: `still ${a.state}`,
+          }));
     const summary = renderClosureSummary({
       issue: event.issue,
       cancelled: result.cancelled.map((id) => ({ migrationId: id, from: before.find((m) => m.id === id)?.state ?? 'filed' })),
@@ -201,7 +223,12 @@ export class ThreadDeliveryHandler implements DeliveryHandler {
   private async command(tracker: TrackerKind, event: ThreadEvent, closed: boolean): Promise<NewComment[]> {
     const parsed = parseCommandComment(event.body);
     if (parsed === null) return [];
-    if (closed) return this.note(tracker, event, 'this issue is closed, so Ferry ignores commands in it (reopening recreates nothing). Open a new issue for a new migration.');
+    if (closed)
+      return this.note(
+        tracker,
+        event,
+        'this issue is closed, so Ferry ignores commands in it (reopening recreates nothing). Open a new issue for a new migration.',
+      );
     if (!parsed.ok) return this.refuse(tracker, event, parsed.error.line, parsed.error.message);
     const cmd = parsed.command;
     const auth = authorise(event.author, requiredRole(cmd), this.config.trackers[tracker].roles);

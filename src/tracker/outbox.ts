@@ -20,7 +20,6 @@ import { TrackerError, type TrackerClient } from './clients.ts';
 import type { OutboxSettings } from './tracker-config.ts';
 import type { LogFn } from '../core/log.ts';
 
-
 export interface OutboxSenderOptions {
   /** The store's tracker tables (`store.threads`). */
   readonly records: ThreadRecords;

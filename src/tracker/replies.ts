@@ -12,14 +12,16 @@ import { stepLabel } from '../core/steps.ts';
 
 /** The ferry block could not be read (YAML, schema, issue field): what is wrong and how to fix it. */
 export function renderInvalidRequest(author: string, message: string): string {
-  return [
-    marker('verdict'),
-    '### Ferry: request not readable',
-    '',
-    `@${author}: the \`ferry\` block of this issue was not filed. ${oneLine(message)}`,
-    '',
-    'Fix the block in the issue description and save the issue: Ferry reads it again.',
-  ].join('\n') + '\n';
+  return (
+    [
+      marker('verdict'),
+      '### Ferry: request not readable',
+      '',
+      `@${author}: the \`ferry\` block of this issue was not filed. ${oneLine(message)}`,
+      '',
+      'Fix the block in the issue description and save the issue: Ferry reads it again.',
+    ].join('\n') + '\n'
+  );
 }
 
 /** A short reply to someone in the thread (why something was not done, or what happened instead). */
@@ -45,17 +47,19 @@ export function renderHeldNotice(n: HeldNotice): string {
     n.cause === 'gate'
       ? `the admission gate refused to start attempt ${n.attempt + 1}`
       : `attempt ${n.attempt} failed at step ${stepLabel(n.failedStep)} (${code(n.stepName)}, cause \`${n.cause}\`)`;
-  return [
-    marker('reply'),
-    `${who}: migration ${code(n.migrationId)} is **held**: ${why}.`,
-    '',
-    `Nothing runs and nothing is cleaned up; later migrations of tenant ${code(n.tenant)} wait. The status comment of this migration shows the cause, the last checkpoint, the log tail and what each action would do. Choose one by commenting:`,
-    '',
-    '- `/ferry resume <reason>`',
-    '- `/ferry wipe-and-retry <reason>`',
-    '- `/ferry accept-partial <reason>`',
-    '- `/ferry abandon <reason>`',
-  ].join('\n') + '\n';
+  return (
+    [
+      marker('reply'),
+      `${who}: migration ${code(n.migrationId)} is **held**: ${why}.`,
+      '',
+      `Nothing runs and nothing is cleaned up; later migrations of tenant ${code(n.tenant)} wait. The status comment of this migration shows the cause, the last checkpoint, the log tail and what each action would do. Choose one by commenting:`,
+      '',
+      '- `/ferry resume <reason>`',
+      '- `/ferry wipe-and-retry <reason>`',
+      '- `/ferry accept-partial <reason>`',
+      '- `/ferry abandon <reason>`',
+    ].join('\n') + '\n'
+  );
 }
 
 export interface StatusReply {

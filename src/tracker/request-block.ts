@@ -82,7 +82,12 @@ export function readRequestBlock(body: string, threadRef: string): Record<string
 
   // Before parsing: a deeply nested block would overflow the YAML parser's stack (and can abort Node).
   const bounds = documentBoundsProblem(block.source, 'yaml', { maxLength: MAX_BLOCK });
-  if (bounds !== null) throw new FerryError(bounds.kind === 'depth' ? 'FERRY_DOCUMENT_TOO_DEEP' : 'FERRY_INVALID_REQUEST', `the ferry block starting at line ${block.firstLine} of the issue: ${bounds.message}`, { line: block.firstLine });
+  if (bounds !== null)
+    throw new FerryError(
+      bounds.kind === 'depth' ? 'FERRY_DOCUMENT_TOO_DEEP' : 'FERRY_INVALID_REQUEST',
+      `the ferry block starting at line ${block.firstLine} of the issue: ${bounds.message}`,
+      { line: block.firstLine },
+    );
   const doc = parseDocument(block.source, { prettyErrors: true, uniqueKeys: true });
   const [error] = doc.errors;
   if (error !== undefined) {
@@ -99,19 +104,36 @@ export function readRequestBlock(body: string, threadRef: string): Record<string
     value = doc.toJS({ maxAliasCount: 100 });
   } catch (err) {
     // yaml throws on alias expansion past maxAliasCount (a "billion laughs" block).
-    throw new FerryError('FERRY_INVALID_REQUEST', `the ferry block starting at line ${block.firstLine} of the issue cannot be read: ${firstSentence((err as Error).message)}; write it without repeating anchors`, { line: block.firstLine });
+    throw new FerryError(
+      'FERRY_INVALID_REQUEST',
+      `the ferry block starting at line ${block.firstLine} of the issue cannot be read: ${firstSentence((err as Error).message)}; write it without repeating anchors`,
+      { line: block.firstLine },
+    );
   }
   const expanded = valueDepthProblem(value);
-  if (expanded !== null) throw new FerryError('FERRY_DOCUMENT_TOO_DEEP', `the ferry block starting at line ${block.firstLine} of the issue, with its aliases expanded: ${expanded.message}`, { line: block.firstLine });
+  if (expanded !== null)
+    throw new FerryError(
+      'FERRY_DOCUMENT_TOO_DEEP',
+      `the ferry block starting at line ${block.firstLine} of the issue, with its aliases expanded: ${expanded.message}`,
+      { line: block.firstLine },
+    );
   if (value === null || value === undefined) {
-    throw new FerryError('FERRY_INVALID_REQUEST', `the ferry block starting at line ${block.firstLine} of the issue is empty; write the request in it (tenant, peak, steps)`, {
-      line: block.firstLine,
-    });
+    throw new FerryError(
+      'FERRY_INVALID_REQUEST',
+      `the ferry block starting at line ${block.firstLine} of the issue is empty; write the request in it (tenant, peak, steps)`,
+      {
+        line: block.firstLine,
+      },
+    );
   }
   if (typeof value !== 'object' || Array.isArray(value)) {
-    throw new FerryError('FERRY_INVALID_REQUEST', `the ferry block starting at line ${block.firstLine} of the issue must be a YAML mapping (tenant:, peak:, steps:), not a ${Array.isArray(value) ? 'list' : 'single value'}`, {
-      line: block.firstLine,
-    });
+    throw new FerryError(
+      'FERRY_INVALID_REQUEST',
+      `the ferry block starting at line ${block.firstLine} of the issue must be a YAML mapping (tenant:, peak:, steps:), not a ${Array.isArray(value) ? 'list' : 'single value'}`,
+      {
+        line: block.firstLine,
+      },
+    );
   }
   const document = { ...(value as Record<string, unknown>) };
   if ('issue' in document) checkIssueField(document.issue, thread, threadRef, block.firstLine + lineOfKey(block.source, 'issue'));
@@ -129,7 +151,9 @@ function checkIssueField(raw: unknown, thread: IssueRef, threadRef: string, line
     // A bare `#742` means this tracker and repository.
     named = parseIssueRef(raw, { tracker: thread.tracker, repo: thread.repo });
   } catch {
-    throw new FerryError('FERRY_INVALID_REQUEST', `the ferry block's issue field ${JSON.stringify(raw.slice(0, 100))} is not an issue ref; ${remove}`, { line });
+    throw new FerryError('FERRY_INVALID_REQUEST', `the ferry block's issue field ${JSON.stringify(raw.slice(0, 100))} is not an issue ref; ${remove}`, {
+      line,
+    });
   }
   // Trackers route owner and repository names case-insensitively.
   if (named.tracker !== thread.tracker || named.repo.toLowerCase() !== thread.repo.toLowerCase() || named.number !== thread.number) {

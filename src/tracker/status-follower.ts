@@ -81,7 +81,9 @@ export class StatusFollower {
   /** Re-render a migration's status comment from its current record; serialised per migration. */
   private refresh(id: string): void {
     const previous = this.statusChains.get(id) ?? Promise.resolve();
-    const next = previous.then(() => this.enqueueStatusOf(id)).catch((err: unknown) => this.log('error', `status comment of ${id}: ${coerceError(err).message}`));
+    const next = previous
+      .then(() => this.enqueueStatusOf(id))
+      .catch((err: unknown) => this.log('error', `status comment of ${id}: ${coerceError(err).message}`));
     this.statusChains.set(id, next);
     this.track(
       next.then(() => {
@@ -121,7 +123,10 @@ export class StatusFollower {
       operators: roles.operators.length > 0 ? roles.operators : roles.admins,
     });
     // Once per hold: the key survives restarts, so catching up never asks twice.
-    await this.store.threads.enqueueComment({ tracker, issue: m.issue, body, migrationId: m.id, dedupeKey: `held:${m.id}:${m.attempts}:${m.heldCause ?? ''}` }, this.now());
+    await this.store.threads.enqueueComment(
+      { tracker, issue: m.issue, body, migrationId: m.id, dedupeKey: `held:${m.id}:${m.attempts}:${m.heldCause ?? ''}` },
+      this.now(),
+    );
     this.outbox.poke();
   }
 

@@ -88,7 +88,10 @@ const action = z.object({ action: z.string() });
 const login = z.object({ login: z.string().min(1) });
 const fullName = z.object({ full_name: z.string().min(1) });
 const positiveInt = z.number().int().positive();
-const text = z.string().nullish().transform((value) => value ?? '');
+const text = z
+  .string()
+  .nullish()
+  .transform((value) => value ?? '');
 
 const githubIssue = z.object({
   number: positiveInt,
@@ -233,6 +236,11 @@ function ref(tracker: TrackerKind, repo: string, number: number): string {
   try {
     return formatIssueRef(parseIssueRef(`${tracker}:${repo}#${number}`));
   } catch (err) {
-    throw new FerryError('FERRY_BAD_REQUEST', `the ${tracker} payload names a repository Ferry cannot address: ${JSON.stringify(repo.slice(0, 200))}`, { tracker }, { cause: err });
+    throw new FerryError(
+      'FERRY_BAD_REQUEST',
+      `the ${tracker} payload names a repository Ferry cannot address: ${JSON.stringify(repo.slice(0, 200))}`,
+      { tracker },
+      { cause: err },
+    );
   }
 }

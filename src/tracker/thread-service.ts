@@ -55,7 +55,8 @@ export class ThreadService implements DeliveryHandler {
   /** Follow transitions, catch up on what a crash may have left unsent, and start the sender. */
   async start(): Promise<void> {
     for (const s of Object.values(this.config.trackers)) {
-      if (s.webhookSecret !== null && s.token === null) this.log('warn', `${s.kind}: a webhook secret is set but no API token; Ferry acts on deliveries but cannot answer in threads`);
+      if (s.webhookSecret !== null && s.token === null)
+        this.log('warn', `${s.kind}: a webhook secret is set but no API token; Ferry acts on deliveries but cannot answer in threads`);
     }
     await this.follower.start();
     await this.outbox.start();

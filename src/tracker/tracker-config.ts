@@ -133,7 +133,10 @@ export function compileTrackers(layers: ReadonlyArray<{ trackers?: RawTrackers |
     const token = blank(pick('token'));
     const apiUrl = url(blank(pick('apiUrl')) ?? (kind === 'github' ? 'https://api.github.com' : null), `trackers.${kind}.apiUrl`);
     if (token !== null && apiUrl === null) {
-      throw new FerryError('FERRY_INVALID_REQUEST', `trackers.${kind}.token is set but trackers.${kind}.apiUrl is not; set it to the ${kind} instance's address (FERRY_${kind.toUpperCase()}_API_URL)`);
+      throw new FerryError(
+        'FERRY_INVALID_REQUEST',
+        `trackers.${kind}.token is set but trackers.${kind}.apiUrl is not; set it to the ${kind} instance's address (FERRY_${kind.toUpperCase()}_API_URL)`,
+      );
     }
     trackers[kind] = Object.freeze({
       kind,
@@ -152,14 +155,20 @@ export function compileTrackers(layers: ReadonlyArray<{ trackers?: RawTrackers |
   const retryBaseMs = ms(pickOutbox('retryBaseMs') ?? 2000, 'outbox.retryBaseMs');
   const retryMaxMs = ms(pickOutbox('retryMaxMs') ?? 300_000, 'outbox.retryMaxMs');
   const giveUpAfterMs = ms(pickOutbox('giveUpAfterMs') ?? 86_400_000, 'outbox.giveUpAfterMs');
-  return Object.freeze({ trackers: Object.freeze(trackers), outbox: Object.freeze({ retryBaseMs, retryMaxMs: Math.max(retryMaxMs, retryBaseMs), giveUpAfterMs }) });
+  return Object.freeze({
+    trackers: Object.freeze(trackers),
+    outbox: Object.freeze({ retryBaseMs, retryMaxMs: Math.max(retryMaxMs, retryBaseMs), giveUpAfterMs }),
+  });
 }
 
 /** The web address of an issue, for links between threads. */
 export function threadWebUrl(settings: TrackerSettings, repo: string, number: number): string | null {
   let root = settings.webUrl;
   if (root === null && settings.apiUrl !== null) {
-    root = settings.kind === 'github' ? settings.apiUrl.replace(/^https:\/\/api\.github\.com\/?$/, 'https://github.com').replace(/\/api\/v3\/?$/, '') : settings.apiUrl;
+    root =
+      settings.kind === 'github'
+        ? settings.apiUrl.replace(/^https:\/\/api\.github\.com\/?$/, 'https://github.com').replace(/\/api\/v3\/?$/, '')
+        : settings.apiUrl;
   }
   if (root === null) return null;
   const base = root.replace(/\/+$/, '');

@@ -16,13 +16,7 @@ import type { TrackerKind } from '../core/issue-ref.ts';
 /** Request headers as Node or Fastify hand them over; names are matched case-insensitively. */
 export type DeliveryHeaders = Readonly<Record<string, string | readonly string[] | undefined>>;
 
-export type VerifyFailureReason =
-  | 'no-secret'
-  | 'missing-signature'
-  | 'bad-signature'
-  | 'bad-body'
-  | 'missing-delivery-id'
-  | 'missing-event';
+export type VerifyFailureReason = 'no-secret' | 'missing-signature' | 'bad-signature' | 'bad-body' | 'missing-delivery-id' | 'missing-event';
 
 export type VerifyResult =
   | { readonly ok: true; readonly tracker: TrackerKind; readonly deliveryId: string; readonly event: string }
@@ -61,12 +55,7 @@ const HEX_SHA256 = /^[0-9a-fA-F]{64}$/;
  * Authenticate one webhook delivery and read its delivery id and event name.
  * Async because @octokit/webhooks-methods' `verify` is.
  */
-export async function verifyDelivery(
-  tracker: TrackerKind,
-  headers: DeliveryHeaders,
-  rawBody: Buffer,
-  secret: string | undefined,
-): Promise<VerifyResult> {
+export async function verifyDelivery(tracker: TrackerKind, headers: DeliveryHeaders, rawBody: Buffer, secret: string | undefined): Promise<VerifyResult> {
   if (secret === undefined || secret.length === 0) {
     return unauthenticated(
       'no-secret',
@@ -181,7 +170,10 @@ function unauthenticated(reason: VerifyFailureReason, message: string): VerifyRe
 }
 
 function missingSignature(header: string): VerifyResult {
-  return unauthenticated('missing-signature', `the delivery is not signed (no ${header} header); configure the webhook secret in the tracker's webhook settings`);
+  return unauthenticated(
+    'missing-signature',
+    `the delivery is not signed (no ${header} header); configure the webhook secret in the tracker's webhook settings`,
+  );
 }
 
 function badSignature(detail: string): VerifyResult {

@@ -73,7 +73,11 @@ void describe('auth and roles', () => {
 
   void test('an unknown or malformed token is 401', async () => {
     assertProblem(await as('not-a-token-anyone-issued', 'GET', '/v1/tenants'), 401, 'FERRY_UNAUTHENTICATED');
-    assertProblem(await as(null, 'GET', '/v1/tenants', undefined, { authorization: `Basic ${Buffer.from(`x:${FILER}`).toString('base64')}` }), 401, 'FERRY_UNAUTHENTICATED');
+    assertProblem(
+      await as(null, 'GET', '/v1/tenants', undefined, { authorization: `Basic ${Buffer.from(`x:${FILER}`).toString('base64')}` }),
+      401,
+      'FERRY_UNAUTHENTICATED',
+    );
     assertProblem(await as(null, 'GET', '/v1/tenants', undefined, { authorization: 'Bearer' }), 401, 'FERRY_UNAUTHENTICATED');
     assertProblem(await as(null, 'GET', '/v1/tenants', undefined, { authorization: `Bearer ${FILER}x` }), 401, 'FERRY_UNAUTHENTICATED');
   });

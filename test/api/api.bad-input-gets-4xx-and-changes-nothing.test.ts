@@ -89,13 +89,10 @@ void describe('bad input gets a 4xx and changes nothing', () => {
     assertProblem(await ferry.api('POST', '/v1/migrations/check', huge), 413, 'FERRY_PAYLOAD_TOO_LARGE');
   });
 
-  void test(
-    'text/plain is 415',
-    async () => {
-      const res = await ferry.api('POST', '/v1/migrations', JSON.stringify(good()), { 'content-type': 'text/plain' });
-      assertProblem(res, 415, 'FERRY_UNSUPPORTED_MEDIA_TYPE');
-    },
-  );
+  void test('text/plain is 415', async () => {
+    const res = await ferry.api('POST', '/v1/migrations', JSON.stringify(good()), { 'content-type': 'text/plain' });
+    assertProblem(res, 415, 'FERRY_UNSUPPORTED_MEDIA_TYPE');
+  });
 
   void test('a content type that is neither JSON nor YAML is 415', async () => {
     for (const type of ['application/xml', 'application/octet-stream', 'multipart/form-data; boundary=x']) {
@@ -118,14 +115,20 @@ void describe('bad input gets a 4xx and changes nothing', () => {
     const body = assertProblem(res, 422, 'FERRY_INVALID_REQUEST');
     const problems = body.problems as Array<{ path: string; message: string }>;
     assert.ok(Array.isArray(problems) && problems.length > 0, 'problems listed');
-    assert.ok(problems.some((p) => p.message.includes('colour')), JSON.stringify(problems));
+    assert.ok(
+      problems.some((p) => p.message.includes('colour')),
+      JSON.stringify(problems),
+    );
   });
 
   void test('an unknown field inside a step is 422 with its path', async () => {
     const doc = good({ steps: [{ name: 'copy', run: sh('true'), retries: 3 }] });
     const body = assertProblem(await ferry.api('POST', '/v1/migrations', doc), 422, 'FERRY_INVALID_REQUEST');
     const problems = body.problems as Array<{ path: string; message: string }>;
-    assert.ok(problems.some((p) => p.path.startsWith('steps.0') && p.message.includes('retries')), JSON.stringify(problems));
+    assert.ok(
+      problems.some((p) => p.path.startsWith('steps.0') && p.message.includes('retries')),
+      JSON.stringify(problems),
+    );
   });
 
   void test('an unknown field is refused in YAML too', async () => {
@@ -155,14 +158,22 @@ void describe('bad input gets a 4xx and changes nothing', () => {
       const peak: Record<string, string> = { cpu: '1', memory: '1Gi' };
       delete peak[missing];
       const body = assertProblem(await ferry.api('POST', '/v1/migrations', good({ peak })), 422, 'FERRY_INVALID_REQUEST');
-      assert.ok((body.problems as Array<{ path: string }>).some((p) => p.path === `peak.${missing}`), JSON.stringify(body.problems));
+      assert.ok(
+        (body.problems as Array<{ path: string }>).some((p) => p.path === `peak.${missing}`),
+        JSON.stringify(body.problems),
+      );
     });
   }
 
   void test('other invalid documents are 422: no steps, duplicate step names, bad issue ref, FERRY_ env, bad timeout', async () => {
     for (const doc of [
       good({ steps: [] }),
-      good({ steps: [{ name: 'a', run: sh('true') }, { name: 'a', run: sh('true') }] }),
+      good({
+        steps: [
+          { name: 'a', run: sh('true') },
+          { name: 'a', run: sh('true') },
+        ],
+      }),
       good({ issue: 'acme/platform 742' }),
       good({ env: { FERRY_TENANT: 'other' } }),
       good({ steps: [{ name: 'a', run: sh('true'), timeout: 'soon' }] }),
@@ -210,7 +221,10 @@ void describe('bad input gets a 4xx and changes nothing', () => {
     const res = await ferry.api('POST', '/v1/migrations', good({ tenant: 'big', peak: { cpu: '3', memory: '6Gi' } }));
     const body = assertProblem(res, 422, 'FERRY_REJECTED');
     const reasons = body.reasons as Array<Record<string, unknown>>;
-    assert.deepEqual(reasons.map((r) => r.code), ['PEAK_EXCEEDS_CAPACITY', 'PEAK_EXCEEDS_CAPACITY']);
+    assert.deepEqual(
+      reasons.map((r) => r.code),
+      ['PEAK_EXCEEDS_CAPACITY', 'PEAK_EXCEEDS_CAPACITY'],
+    );
     assert.deepEqual(
       reasons.map((r) => [r.dimension, r.peak, r.cap]),
       [
@@ -224,7 +238,10 @@ void describe('bad input gets a 4xx and changes nothing', () => {
     // pids is a dimension the process substrate enforces, so the only reason is the missing steady-state.
     const res = await ferry.api('POST', '/v1/migrations', good({ peak: { cpu: '1', memory: '1Gi', pids: 100 } }));
     const body = assertProblem(res, 422, 'FERRY_REJECTED');
-    assert.deepEqual((body.reasons as Array<Record<string, unknown>>).map((r) => [r.code, r.dimension]), [['NO_STEADY_STATE', 'pids']]);
+    assert.deepEqual(
+      (body.reasons as Array<Record<string, unknown>>).map((r) => [r.code, r.dimension]),
+      [['NO_STEADY_STATE', 'pids']],
+    );
   });
 
   // ── tenants ──
@@ -332,7 +349,11 @@ void describe('bad input gets a 4xx and changes nothing', () => {
   });
 
   void test('an unknown action is 422', async () => {
-    const body = assertProblem(await ferry.api('POST', `/v1/migrations/${existing}/actions`, { action: 'retry-forever', reason: 'why not' }), 422, 'FERRY_INVALID_REQUEST');
+    const body = assertProblem(
+      await ferry.api('POST', `/v1/migrations/${existing}/actions`, { action: 'retry-forever', reason: 'why not' }),
+      422,
+      'FERRY_INVALID_REQUEST',
+    );
     assert.ok((body.problems as Array<{ path: string }>).some((p) => p.path === 'action'));
   });
 
@@ -356,7 +377,13 @@ void describe('bad input gets a 4xx and changes nothing', () => {
   void test('the store is as it was before all of these', async () => {
     const now = (await snapshot()) as { migrations: Array<{ id: string; state: string }>; tenants: Array<{ id: string }> };
     assert.deepEqual(now, baseline);
-    assert.deepEqual(now.tenants.map((t) => t.id), ['big', 'shop']);
-    assert.deepEqual(now.migrations.map((m) => m.state), ['filed', 'filed']);
+    assert.deepEqual(
+      now.tenants.map((t) => t.id),
+      ['big', 'shop'],
+    );
+    assert.deepEqual(
+      now.migrations.map((m) => m.state),
+      ['filed', 'filed'],
+    );
   });
 });

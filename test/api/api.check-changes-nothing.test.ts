@@ -73,7 +73,11 @@ void describe('check', () => {
   });
 
   void test('an invalid document is 422 FERRY_INVALID_REQUEST with problems', async () => {
-    const body = assertProblem(await ferry.api('POST', '/v1/migrations/check', { ...doc({ cpu: '1', memory: '1Gi' }), extra: 1 }), 422, 'FERRY_INVALID_REQUEST');
+    const body = assertProblem(
+      await ferry.api('POST', '/v1/migrations/check', { ...doc({ cpu: '1', memory: '1Gi' }), extra: 1 }),
+      422,
+      'FERRY_INVALID_REQUEST',
+    );
     assert.ok(Array.isArray(body.problems));
   });
 });

@@ -17,7 +17,10 @@ import { assertProblem } from './problem-assertions.ts';
 const SHOP = 'shop-filer-token-0123456789abcdef';
 
 /** A raw GET (fetch would decompress and hide content-encoding). */
-function rawGet(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+function rawGet(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
@@ -41,7 +44,11 @@ void describe('console files, paging, capacity and log tail', () => {
     ferry = await startFerry({ tokensFile });
     for (const t of ['shop', 'blog']) assert.equal((await ferry.api('PUT', `/v1/tenants/${t}`, { steadyState: { cpu: '1', memory: '1Gi' } })).status, 201);
     for (let i = 0; i < 7; i++) {
-      const filed = await ferry.api('POST', '/v1/migrations', request(i % 2 === 0 ? 'shop' : 'blog', [{ name: 'noop', run: sh('true') }], { issue: `github:acme/platform#${i + 1}` }));
+      const filed = await ferry.api(
+        'POST',
+        '/v1/migrations',
+        request(i % 2 === 0 ? 'shop' : 'blog', [{ name: 'noop', run: sh('true') }], { issue: `github:acme/platform#${i + 1}` }),
+      );
       assert.equal(filed.status, 201);
       ids.push(filed.body.id);
     }
@@ -90,19 +97,34 @@ void describe('console files, paging, capacity and log tail', () => {
 
   void test('GET /v1/migrations is paged by limit and an opaque cursor, in either order', async () => {
     const first = await ferry.api('GET', '/v1/migrations?limit=3');
-    assert.deepEqual(first.body.map((m: { id: string }) => m.id), ids.slice(0, 3));
+    assert.deepEqual(
+      first.body.map((m: { id: string }) => m.id),
+      ids.slice(0, 3),
+    );
     const cursor = first.headers.get('x-ferry-next-cursor');
     assert.ok(cursor);
     assert.match(first.headers.get('link') ?? '', /rel="next"/);
     const second = await ferry.api('GET', `/v1/migrations?limit=3&cursor=${cursor}`);
-    assert.deepEqual(second.body.map((m: { id: string }) => m.id), ids.slice(3, 6));
+    assert.deepEqual(
+      second.body.map((m: { id: string }) => m.id),
+      ids.slice(3, 6),
+    );
     const third = await ferry.api('GET', `/v1/migrations?limit=3&cursor=${second.headers.get('x-ferry-next-cursor')}`);
-    assert.deepEqual(third.body.map((m: { id: string }) => m.id), ids.slice(6));
+    assert.deepEqual(
+      third.body.map((m: { id: string }) => m.id),
+      ids.slice(6),
+    );
     assert.equal(third.headers.get('x-ferry-next-cursor'), null, 'no cursor after the last page');
     const newest = await ferry.api('GET', '/v1/migrations?limit=4&order=desc');
-    assert.deepEqual(newest.body.map((m: { id: string }) => m.id), [...ids].reverse().slice(0, 4));
+    assert.deepEqual(
+      newest.body.map((m: { id: string }) => m.id),
+      [...ids].reverse().slice(0, 4),
+    );
     const rest = await ferry.api('GET', `/v1/migrations?limit=4&order=desc&cursor=${newest.headers.get('x-ferry-next-cursor')}`);
-    assert.deepEqual(rest.body.map((m: { id: string }) => m.id), [...ids].reverse().slice(4));
+    assert.deepEqual(
+      rest.body.map((m: { id: string }) => m.id),
+      [...ids].reverse().slice(4),
+    );
     // Without a limit: 100, as before paging for small stores.
     assert.equal((await ferry.api('GET', '/v1/migrations')).body.length, 7);
   });
@@ -110,13 +132,26 @@ void describe('console files, paging, capacity and log tail', () => {
   void test("a scoped token's pages hold only its tenants, full", async () => {
     const shopIds = ids.filter((_, i) => i % 2 === 0);
     const page = await call(ferry.url, SHOP, 'GET', '/v1/migrations?limit=2');
-    assert.deepEqual(page.body.map((m: { id: string }) => m.id), shopIds.slice(0, 2));
+    assert.deepEqual(
+      page.body.map((m: { id: string }) => m.id),
+      shopIds.slice(0, 2),
+    );
     const next = await call(ferry.url, SHOP, 'GET', `/v1/migrations?limit=2&cursor=${page.headers.get('x-ferry-next-cursor')}`);
-    assert.deepEqual(next.body.map((m: { id: string }) => m.id), shopIds.slice(2, 4));
+    assert.deepEqual(
+      next.body.map((m: { id: string }) => m.id),
+      shopIds.slice(2, 4),
+    );
   });
 
   void test('a bad limit, cursor or order is a 400 with a sentence', async () => {
-    for (const q of ['limit=0', 'limit=501', 'limit=abc', 'cursor=garbage', 'order=sideways', `order=desc&cursor=${(await ferry.api('GET', '/v1/migrations?limit=1')).headers.get('x-ferry-next-cursor')}`]) {
+    for (const q of [
+      'limit=0',
+      'limit=501',
+      'limit=abc',
+      'cursor=garbage',
+      'order=sideways',
+      `order=desc&cursor=${(await ferry.api('GET', '/v1/migrations?limit=1')).headers.get('x-ferry-next-cursor')}`,
+    ]) {
       assertProblem(await ferry.api('GET', `/v1/migrations?${q}`), 400, 'FERRY_BAD_REQUEST');
     }
     assert.equal((await ferry.api('GET', '/v1/migrations?limit=500')).status, 200);

@@ -42,7 +42,16 @@ void describe('console sessions and CSRF', () => {
   before(async () => {
     tokensDir = tempDir('ferry-tokens-');
     const tokensFile = join(tokensDir, 'tokens.yaml');
-    writeFileSync(tokensFile, toYaml({ tokens: [{ name: 'otto', role: 'operator', token: OPERATOR }, { name: 'shop-team', role: 'filer', token: SHOP_FILER, tenants: ['shop'] }] }), { mode: 0o600 });
+    writeFileSync(
+      tokensFile,
+      toYaml({
+        tokens: [
+          { name: 'otto', role: 'operator', token: OPERATOR },
+          { name: 'shop-team', role: 'filer', token: SHOP_FILER, tenants: ['shop'] },
+        ],
+      }),
+      { mode: 0o600 },
+    );
     ferry = await startFerry({ tokensFile });
     origin = ferry.url;
     for (const t of ['shop', 'blog']) assert.equal((await ferry.api('PUT', `/v1/tenants/${t}`, { steadyState: { cpu: '1', memory: '1Gi' } })).status, 201);
@@ -96,7 +105,10 @@ void describe('console sessions and CSRF', () => {
   void test("a scoped token's session sees only its tenants, as the token does", async () => {
     const s = await signIn(SHOP_FILER);
     const list = await withCookie(s, 'GET', '/v1/migrations');
-    assert.deepEqual(list.body.map((m: { id: string }) => m.id), [shopMigration]);
+    assert.deepEqual(
+      list.body.map((m: { id: string }) => m.id),
+      [shopMigration],
+    );
     assertProblem(await withCookie(s, 'GET', `/v1/migrations/${blogMigration}`), 404, 'FERRY_NOT_FOUND');
     const me = await withCookie(s, 'GET', '/v1/session');
     assert.deepEqual(me.body.tenants, ['shop']);
@@ -117,7 +129,10 @@ void describe('console sessions and CSRF', () => {
     const ok = await withCookie(s, 'POST', path, { reason: 'from the console' }, { 'x-ferry-csrf': s.csrf, origin });
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     assert.equal(ok.body.state, 'cancelled');
-    assert.ok(ok.body.events.some((e: { kind: string; actor: string }) => e.kind === 'cancel' && e.actor === 'otto'), 'recorded under the token name');
+    assert.ok(
+      ok.body.events.some((e: { kind: string; actor: string }) => e.kind === 'cancel' && e.actor === 'otto'),
+      'recorded under the token name',
+    );
   });
 
   void test('a filer session with the CSRF header is still refused by its role', async () => {

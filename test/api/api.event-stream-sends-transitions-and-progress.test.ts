@@ -60,7 +60,16 @@ void describe('event stream', () => {
   before(async () => {
     tokensDir = tempDir('ferry-tokens-');
     const tokensFile = join(tokensDir, 'tokens.yaml');
-    writeFileSync(tokensFile, toYaml({ tokens: [{ name: 'shop-team', role: 'filer', token: SHOP, tenants: ['shop'] }, { name: 'other', role: 'filer', token: OTHER }] }), { mode: 0o600 });
+    writeFileSync(
+      tokensFile,
+      toYaml({
+        tokens: [
+          { name: 'shop-team', role: 'filer', token: SHOP, tenants: ['shop'] },
+          { name: 'other', role: 'filer', token: OTHER },
+        ],
+      }),
+      { mode: 0o600 },
+    );
     ferry = await startFerry({ tokensFile, maxFollowers: 4, maxFollowersPerToken: 2 });
     for (const t of ['shop', 'blog']) assert.equal((await ferry.api('PUT', `/v1/tenants/${t}`, { steadyState: { cpu: '1', memory: '1Gi' } })).status, 201);
   });
@@ -84,13 +93,17 @@ void describe('event stream', () => {
     streams.push(all, shopOnly);
     assert.equal(all.status, 200);
     assert.match(all.contentType, /^text\/event-stream/);
-    const script = 'echo "::ferry::progress 2/4"; i=0; while [ ! -f "$FERRY_TENANT_DATA/go" ] && [ $i -lt 600 ]; do i=$((i+1)); sleep 0.1; done; echo "::ferry::progress 4/4"';
+    const script =
+      'echo "::ferry::progress 2/4"; i=0; while [ ! -f "$FERRY_TENANT_DATA/go" ] && [ $i -lt 600 ]; do i=$((i+1)); sleep 0.1; done; echo "::ferry::progress 4/4"';
     const blog = (await ferry.api('POST', '/v1/migrations', request('blog', [{ name: 'work', run: sh(script) }]))).body.id;
     assert.equal((await ferry.api('POST', `/v1/migrations/${blog}/approve`, {})).status, 200);
     await waitFor('a progress event of 2/4', () => all.events.find((e) => e.event === 'progress' && e.data.id === blog && e.data.progress.done === 2), 10_000);
     // One event per committed transition: approval and the gate commit together, so `approved` may not be seen on its own.
     const states = all.events.filter((e) => e.event === 'migration' && e.data.id === blog).map((e) => e.data.state);
-    assert.deepEqual(states.filter((st) => st !== 'approved'), ['queued', 'running']);
+    assert.deepEqual(
+      states.filter((st) => st !== 'approved'),
+      ['queued', 'running'],
+    );
     const summary = all.events.find((e) => e.event === 'migration')!.data;
     assert.deepEqual(Object.keys(summary).sort(), ['attempts', 'createdAt', 'heldCause', 'id', 'issue', 'peak', 'progress', 'state', 'tenant', 'updatedAt']);
     writeFileSync(join(ferry.dataDir, 'tenants', 'blog', 'go'), '');
@@ -106,7 +119,10 @@ void describe('event stream', () => {
   void test('streams are bounded per token (429) and in all (503)', async () => {
     const mine = [await open(ferry.url, OTHER), await open(ferry.url, OTHER)];
     streams.push(...mine);
-    assert.deepEqual(mine.map((s) => s.status), [200, 200]);
+    assert.deepEqual(
+      mine.map((s) => s.status),
+      [200, 200],
+    );
     const third = await call(ferry.url, OTHER, 'GET', '/v1/events');
     assertProblem(third, 429, 'FERRY_TOO_MANY_FOLLOWERS');
     const more = [await open(ferry.url, ferry.token), await open(ferry.url, SHOP)];

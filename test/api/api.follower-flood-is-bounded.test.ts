@@ -133,11 +133,15 @@ void describe('follower flood', () => {
 
   void test('the migration still succeeds and every follower reads its whole log, then the places are free', async () => {
     writeFileSync(join(ferry.dataDir, 'tenants', 'shop', 'go'), '');
-    await waitFor('the migration to succeed', async () => {
-      const m = await ferry.api('GET', `/v1/migrations/${id}`);
-      if (m.body.state === 'held') throw new Error(`held: ${JSON.stringify(m.body.attempts)}`);
-      return m.body.state === 'succeeded';
-    }, 90_000);
+    await waitFor(
+      'the migration to succeed',
+      async () => {
+        const m = await ferry.api('GET', `/v1/migrations/${id}`);
+        if (m.body.state === 'held') throw new Error(`held: ${JSON.stringify(m.body.attempts)}`);
+        return m.body.state === 'succeeded';
+      },
+      90_000,
+    );
     const texts = await Promise.all(followers.map((f) => f.done));
     for (const text of texts) assert.match(text, /started\n[^]*finished-\d+\n$/);
     await waitFor('every follower to be released', () => ferry.service.app.logFollowers.count === 0);

@@ -103,7 +103,10 @@ void describe('framework errors are problem+json', () => {
   });
 
   void test('a bad chunk is a 400 problem, then the connection closes', async () => {
-    const { text, closedByServer } = await rawExchange(ferry.url, `POST /v1/migrations/check HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`);
+    const { text, closedByServer } = await rawExchange(
+      ferry.url,
+      `POST /v1/migrations/check HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`,
+    );
     const res = lastResponse(text);
     assert.ok(res.status === 400 || res.status === 401, text);
     assertProblem(res, res.status);

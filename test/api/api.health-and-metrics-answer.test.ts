@@ -29,7 +29,13 @@ void describe('health and metrics', () => {
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
     const text = res.body as string;
-    for (const name of ['ferry_transitions_total', 'ferry_admission_rejections_total', 'ferry_attempts_running', 'ferry_queue_to_start_seconds', 'ferry_artifacts_removed_total']) {
+    for (const name of [
+      'ferry_transitions_total',
+      'ferry_admission_rejections_total',
+      'ferry_attempts_running',
+      'ferry_queue_to_start_seconds',
+      'ferry_artifacts_removed_total',
+    ]) {
       assert.match(text, new RegExp(`^# TYPE ${name} `, 'm'), `${name} is exported`);
     }
     assert.match(text, /^ferry_admission_rejections_total\{where="filing",code="UNKNOWN_TENANT"\} 1$/m);

@@ -53,8 +53,12 @@ const hostileYaml = fc.oneof(
   // Wide: many entries, shallow.
   fc.integer({ min: 1_000, max: 100_000 }).map((n) => wide(`tenant: shop\nsteps: [${'1, '.repeat(n)}1]`)),
   // A mapping of many keys: the parser's duplicate check is quadratic (40,000 keys: 11 s), so refused as too large.
-  fc.integer({ min: 1_001, max: 60_000 }).map((n) => ({ text: Array.from({ length: n }, (_, i) => `k${i}: ${i}`).join('\n'), codes: ['FERRY_PAYLOAD_TOO_LARGE'] })),
-  fc.integer({ min: 1_001, max: 30_000 }).map((n) => ({ text: `tenant: shop\nenv: {${Array.from({ length: n }, (_, i) => `K${i}: v`).join(', ')}}`, codes: ['FERRY_PAYLOAD_TOO_LARGE'] })),
+  fc
+    .integer({ min: 1_001, max: 60_000 })
+    .map((n) => ({ text: Array.from({ length: n }, (_, i) => `k${i}: ${i}`).join('\n'), codes: ['FERRY_PAYLOAD_TOO_LARGE'] })),
+  fc
+    .integer({ min: 1_001, max: 30_000 })
+    .map((n) => ({ text: `tenant: shop\nenv: {${Array.from({ length: n }, (_, i) => `K${i}: v`).join(', ')}}`, codes: ['FERRY_PAYLOAD_TOO_LARGE'] })),
 );
 
 const hostileJson = fc.oneof(
@@ -124,7 +128,11 @@ void describe('hostile documents keep the server up', () => {
     const delivery = issueDelivery(thread, 'opened', 'no block', 'mallory');
     const raw = Buffer.from(`{"deep":${'['.repeat(200_000)}${']'.repeat(200_000)},${rawBody(delivery.payload).toString('utf8').slice(1)}`);
     const sent = await deliver(ferry, 'github', delivery, { raw });
-    assertProblem({ status: sent.status, body: sent.body, headers: new Headers({ 'content-type': 'application/problem+json' }) }, 400, 'FERRY_DOCUMENT_TOO_DEEP');
+    assertProblem(
+      { status: sent.status, body: sent.body, headers: new Headers({ 'content-type': 'application/problem+json' }) },
+      400,
+      'FERRY_DOCUMENT_TOO_DEEP',
+    );
     await healthy();
   });
 
@@ -137,7 +145,8 @@ void describe('hostile documents keep the server up', () => {
           const sent = await deliver(ferry, 'github', issueDelivery(thread, 'opened', `\`\`\`ferry\n${text.slice(0, 60_000)}\n\`\`\`\n`, 'mallory'));
           assert.equal(sent.status, 200, `${sent.status} ${JSON.stringify(sent.body).slice(0, 300)}`);
         } else {
-          const [method, path] = where === 'file' ? ['POST', '/v1/migrations'] : where === 'check' ? ['POST', '/v1/migrations/check'] : ['PUT', '/v1/tenants/shop'];
+          const [method, path] =
+            where === 'file' ? ['POST', '/v1/migrations'] : where === 'check' ? ['POST', '/v1/migrations/check'] : ['PUT', '/v1/tenants/shop'];
           const res = await ferry.api(method, path, text, YAML);
           assert.ok(res.status >= 400 && res.status < 500, `${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
           const problem = assertProblem(res, res.status);
@@ -160,7 +169,8 @@ void describe('hostile documents keep the server up', () => {
           assert.ok(sent.status >= 400 && sent.status < 500, `${sent.status} ${JSON.stringify(sent.body).slice(0, 300)}`);
           if (codes) assert.ok(codes.includes(sent.body.code), `${sent.body.code} is one of ${codes.join(', ')}`);
         } else {
-          const [method, path] = where === 'file' ? ['POST', '/v1/migrations'] : where === 'check' ? ['POST', '/v1/migrations/check'] : ['PUT', '/v1/tenants/shop'];
+          const [method, path] =
+            where === 'file' ? ['POST', '/v1/migrations'] : where === 'check' ? ['POST', '/v1/migrations/check'] : ['PUT', '/v1/tenants/shop'];
           const res = await ferry.api(method, path, text, JSON_TYPE);
           const problem = assertProblem(res, res.status);
           if (codes) assert.ok(codes.includes(problem.code as string), `${problem.code} is one of ${codes.join(', ')}`);

@@ -24,12 +24,18 @@ void test('the migration list pages by cursor on PostgreSQL, in both orders and 
   try {
     for (const tn of ['shop', 'blog']) assert.equal((await ferry.api('PUT', `/v1/tenants/${tn}`, { steadyState: { cpu: '1', memory: '1Gi' } })).status, 201);
     const ids: string[] = [];
-    for (let i = 0; i < 5; i++) ids.push((await ferry.api('POST', '/v1/migrations', request(i % 2 ? 'blog' : 'shop', [{ name: 'noop', run: sh('true') }]))).body.id);
+    for (let i = 0; i < 5; i++)
+      ids.push((await ferry.api('POST', '/v1/migrations', request(i % 2 ? 'blog' : 'shop', [{ name: 'noop', run: sh('true') }]))).body.id);
     const pages = async (order: string, token: string | null) => {
       const seen: string[] = [];
       let cursor: string | null = null;
       for (let n = 0; n < 10; n++) {
-        const res: { body: Array<{ id: string }>; headers: Headers } = await call(ferry.url, token ?? ferry.token, 'GET', `/v1/migrations?limit=2&order=${order}${cursor ? `&cursor=${cursor}` : ''}`);
+        const res: { body: Array<{ id: string }>; headers: Headers } = await call(
+          ferry.url,
+          token ?? ferry.token,
+          'GET',
+          `/v1/migrations?limit=2&order=${order}${cursor ? `&cursor=${cursor}` : ''}`,
+        );
         seen.push(...res.body.map((m) => m.id));
         cursor = res.headers.get('x-ferry-next-cursor');
         if (!cursor) break;
@@ -38,7 +44,10 @@ void test('the migration list pages by cursor on PostgreSQL, in both orders and 
     };
     assert.deepEqual(await pages('asc', null), ids);
     assert.deepEqual(await pages('desc', null), [...ids].reverse());
-    assert.deepEqual(await pages('asc', SHOP), ids.filter((_, i) => i % 2 === 0));
+    assert.deepEqual(
+      await pages('asc', SHOP),
+      ids.filter((_, i) => i % 2 === 0),
+    );
   } finally {
     await ferry.stop();
     await db.drop();

@@ -55,9 +55,15 @@ void describe('tokens limited to tenants', () => {
 
   void test('lists show only the tenants of the token and their migrations', async () => {
     const tenants = await as(SHOP_OPERATOR, 'GET', '/v1/tenants');
-    assert.deepEqual(tenants.body.map((t: { id: string }) => t.id), ['shop']);
+    assert.deepEqual(
+      tenants.body.map((t: { id: string }) => t.id),
+      ['shop'],
+    );
     const all = await as(SHOP_OPERATOR, 'GET', '/v1/migrations');
-    assert.deepEqual(all.body.map((m: { id: string }) => m.id), [shopMigration]);
+    assert.deepEqual(
+      all.body.map((m: { id: string }) => m.id),
+      [shopMigration],
+    );
     assert.deepEqual((await as(SHOP_OPERATOR, 'GET', '/v1/migrations?tenant=blog')).body, []);
     assert.deepEqual((await as(SHOP_OPERATOR, 'GET', `/v1/migrations?issue=${encodeURIComponent('github:acme/platform#20')}`)).body, []);
     const admin = await ferry.api('GET', '/v1/migrations');
@@ -76,7 +82,11 @@ void describe('tokens limited to tenants', () => {
     ] as const) {
       const other = assertProblem(await as(SHOP_OPERATOR, method, `/v1/migrations/${blogMigration}${suffix}`, body), 404, 'FERRY_NOT_FOUND');
       const none = assertProblem(await as(SHOP_OPERATOR, method, `/v1/migrations/${missing}${suffix}`, body), 404, 'FERRY_NOT_FOUND');
-      assert.equal((other.detail as string).replace(blogMigration, 'ID'), (none.detail as string).replace(missing, 'ID'), `${method} ${suffix}: same answer as for nothing`);
+      assert.equal(
+        (other.detail as string).replace(blogMigration, 'ID'),
+        (none.detail as string).replace(missing, 'ID'),
+        `${method} ${suffix}: same answer as for nothing`,
+      );
     }
     assert.deepEqual((await ferry.api('GET', `/v1/migrations/${blogMigration}`)).body, before.body, 'nothing changed');
   });
@@ -90,11 +100,22 @@ void describe('tokens limited to tenants', () => {
   void test('filing and checking for another tenant is refused (404) and stores nothing', async () => {
     const count = (await ferry.api('GET', '/v1/migrations')).body.length;
     for (const path of ['/v1/migrations', '/v1/migrations/check']) {
-      const refused = assertProblem(await as(SHOP_FILER, 'POST', path, request('blog', [{ name: 'a', run: sh('true') }], { issue: 'github:acme/platform#22' })), 404, 'FERRY_NOT_FOUND');
-      const unknown = assertProblem(await as(SHOP_FILER, 'POST', path, request('nobody', [{ name: 'a', run: sh('true') }], { issue: 'github:acme/platform#22' })), 404, 'FERRY_NOT_FOUND');
+      const refused = assertProblem(
+        await as(SHOP_FILER, 'POST', path, request('blog', [{ name: 'a', run: sh('true') }], { issue: 'github:acme/platform#22' })),
+        404,
+        'FERRY_NOT_FOUND',
+      );
+      const unknown = assertProblem(
+        await as(SHOP_FILER, 'POST', path, request('nobody', [{ name: 'a', run: sh('true') }], { issue: 'github:acme/platform#22' })),
+        404,
+        'FERRY_NOT_FOUND',
+      );
       assert.equal((refused.detail as string).replace('blog', 'T'), (unknown.detail as string).replace('nobody', 'T'));
     }
-    assert.equal((await as(SHOP_FILER, 'POST', '/v1/migrations/check', request('shop', [{ name: 'a', run: sh('true') }], { issue: 'github:acme/platform#22' }))).status, 200);
+    assert.equal(
+      (await as(SHOP_FILER, 'POST', '/v1/migrations/check', request('shop', [{ name: 'a', run: sh('true') }], { issue: 'github:acme/platform#22' }))).status,
+      200,
+    );
     assert.equal((await ferry.api('GET', '/v1/migrations')).body.length, count);
   });
 

@@ -27,7 +27,11 @@ void describe('secret env values', () => {
       'sleep 0.5',
       'echo done',
     ].join('; ');
-    const filed = await ferry.api('POST', '/v1/migrations', request('shop', [{ name: 'echo', run: sh(script) }], { env: { DB_PASSWORD: { secret: SECRET }, PLAIN: 'visible' } }));
+    const filed = await ferry.api(
+      'POST',
+      '/v1/migrations',
+      request('shop', [{ name: 'echo', run: sh(script) }], { env: { DB_PASSWORD: { secret: SECRET }, PLAIN: 'visible' } }),
+    );
     assert.equal(filed.status, 201, JSON.stringify(filed.body));
     filedText = JSON.stringify(filed.body);
     id = filed.body.id;

@@ -59,7 +59,10 @@ void describe('YAML filing', () => {
     assert.equal(got.status, 200);
     assert.equal(got.body.issue, 'github:acme/platform#742');
     const byIssue = await ferry.api('GET', `/v1/migrations?issue=${encodeURIComponent('github:acme/platform#742')}`);
-    assert.deepEqual(byIssue.body.map((x: { id: string }) => x.id), [m.id]);
+    assert.deepEqual(
+      byIssue.body.map((x: { id: string }) => x.id),
+      [m.id],
+    );
   });
 
   void test('a bare #N issue takes the configured default tracker and repo; other YAML types work too', async () => {

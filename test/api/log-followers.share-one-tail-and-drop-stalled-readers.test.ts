@@ -45,9 +45,15 @@ void describe('log followers', () => {
     const followers = new LogFollowers({ limits: { total: 3, perToken: 2 }, attemptEnded: async () => false, pollMs: 10 });
     const source = { migrationId: 'm-b', attempt: 1, path, secrets: [] };
     const open = [followers.follow(source, 'x'), followers.follow(source, 'x')];
-    assert.throws(() => followers.follow(source, 'x'), (e: unknown) => e instanceof FerryError && e.code === 'FERRY_TOO_MANY_FOLLOWERS' && e.status === 429);
+    assert.throws(
+      () => followers.follow(source, 'x'),
+      (e: unknown) => e instanceof FerryError && e.code === 'FERRY_TOO_MANY_FOLLOWERS' && e.status === 429,
+    );
     open.push(followers.follow(source, 'y'));
-    assert.throws(() => followers.follow(source, 'z'), (e: unknown) => e instanceof FerryError && e.code === 'FERRY_BUSY' && e.status === 503);
+    assert.throws(
+      () => followers.follow(source, 'z'),
+      (e: unknown) => e instanceof FerryError && e.code === 'FERRY_BUSY' && e.status === 503,
+    );
     for (const s of open) s.destroy();
     followers.close();
   });

@@ -48,7 +48,13 @@ void describe('secret masker', () => {
     fc.assert(
       fc.property(
         fc.array(secret, { minLength: 1, maxLength: 4 }),
-        fc.array(fc.oneof(fc.array(alphabet, { maxLength: 10 }).map((a) => a.join('')), fc.nat(3)), { maxLength: 30 }),
+        fc.array(
+          fc.oneof(
+            fc.array(alphabet, { maxLength: 10 }).map((a) => a.join('')),
+            fc.nat(3),
+          ),
+          { maxLength: 30 },
+        ),
         fc.array(fc.nat(400), { maxLength: 20 }),
         (secrets, parts, points) => {
           const text = parts.map((p) => (typeof p === 'number' ? (secrets[p % secrets.length] as string) : p)).join(' ');

@@ -144,7 +144,10 @@ void describe('ferry CLI', () => {
     assert.match(ls.stdout, /^ID\s+TENANT\s+STATE\s+ATTEMPTS\s+ISSUE\s+UPDATED/m);
     assert.match(ls.stdout, new RegExp(`^${m.id}\\s+shop\\s+filed\\s+0\\s+github:acme/platform#10\\s`, 'm'));
     assertExit(lsJson, 0);
-    assert.deepEqual((JSON.parse(lsJson.stdout) as Array<{ id: string }>).map((x) => x.id), [m.id]);
+    assert.deepEqual(
+      (JSON.parse(lsJson.stdout) as Array<{ id: string }>).map((x) => x.id),
+      [m.id],
+    );
 
     assertExit(show, 0);
     assert.match(show.stdout, new RegExp(`^${m.id}\\s+filed\\s+tenant shop\\s+issue github:acme/platform#10`, 'm'));

@@ -17,7 +17,8 @@ void describe('an address that is not a Ferry server', () => {
     work = tempDir('ferry-cli-unreachable-');
     // Some other web server: 404 for everything, as HTML, or as JSON that is not a problem.
     other = await recordingServer((req, res) => {
-      if (req.url?.startsWith('/api/v1/migrations')) return answer(res, 404, 'application/json', '{"message":"Route GET:/api/v1/migrations not found","statusCode":404}');
+      if (req.url?.startsWith('/api/v1/migrations'))
+        return answer(res, 404, 'application/json', '{"message":"Route GET:/api/v1/migrations not found","statusCode":404}');
       answer(res, 404, 'text/html', '<html><body><h1>Not Found</h1></body></html>');
     });
   });

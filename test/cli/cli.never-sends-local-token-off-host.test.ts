@@ -21,7 +21,11 @@ void describe('the CLI never sends the local admin token off this host', () => {
   let n = 0;
 
   /** `ferry --data-dir <folder with the token> <args>` under the connect guard. */
-  async function run(args: string[], env: Record<string, string> = {}, folder = dataDir): Promise<{ r: CliResult; attempted: Array<{ host: string; port: number }> }> {
+  async function run(
+    args: string[],
+    env: Record<string, string> = {},
+    folder = dataDir,
+  ): Promise<{ r: CliResult; attempted: Array<{ host: string; port: number }> }> {
     const guard = join(work, `connections-${++n}.jsonl`);
     const r = await runCli(['--data-dir', folder, ...args], { cwd: work, env, guard, killAfterMs: 30_000 });
     return { r, attempted: attemptedConnections(guard) };
@@ -49,7 +53,12 @@ void describe('the CLI never sends the local admin token off this host', () => {
   });
 
   void test('--url off this host (an IP, or a name) is refused before connecting', async () => {
-    for (const url of ['http://10.255.255.1:7070/', 'https://example.invalid:7070', 'http://127.0.0.1.example.invalid:7070/', 'http://127.0.0.1@10.255.255.1:7070/']) {
+    for (const url of [
+      'http://10.255.255.1:7070/',
+      'https://example.invalid:7070',
+      'http://127.0.0.1.example.invalid:7070/',
+      'http://127.0.0.1@10.255.255.1:7070/',
+    ]) {
       const { r, attempted } = await run(['--url', url, 'ls']);
       assertRefusedUnsent(r, attempted);
     }

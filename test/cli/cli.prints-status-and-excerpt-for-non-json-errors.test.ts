@@ -35,7 +35,8 @@ void describe('non-JSON error answers', () => {
     removeDir(work);
   });
 
-  const ferry = (...args: string[]): Promise<CliResult> => runCli(['--url', proxy.url, '--token', 'some-token-0123456789', ...args], { cwd: work, killAfterMs: 30_000 });
+  const ferry = (...args: string[]): Promise<CliResult> =>
+    runCli(['--url', proxy.url, '--token', 'some-token-0123456789', ...args], { cwd: work, killAfterMs: 30_000 });
 
   function assertOneCleanLine(r: CliResult): string {
     assert.doesNotMatch(r.stderr, /Unexpected token|is not valid JSON|SyntaxError|JSON\.parse/, r.stderr);

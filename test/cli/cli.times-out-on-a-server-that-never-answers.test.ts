@@ -65,19 +65,31 @@ void describe('the CLI times out', () => {
   });
 
   void test('logs --follow fails with a sentence when the server stops answering', async () => {
-    const r = await runCli(['--url', stalled.url, '--token', 'some-token-0123456789', '--timeout', '1s', 'logs', 'm-abc123-0123abcd', '--follow'], { cwd: work, killAfterMs: 30_000 });
+    const r = await runCli(['--url', stalled.url, '--token', 'some-token-0123456789', '--timeout', '1s', 'logs', 'm-abc123-0123abcd', '--follow'], {
+      cwd: work,
+      killAfterMs: 30_000,
+    });
     assertExit(r, 1);
     assert.equal(r.stdout, 'first line\n');
     assert.match(r.stderr, new RegExp(`^ferry: Ferry at ${stalled.url} stopped answering`, 'm'));
-    assert.ok(stalled.requests.some((q) => q.url === '/healthz'), 'it asked the server whether it is alive');
+    assert.ok(
+      stalled.requests.some((q) => q.url === '/healthz'),
+      'it asked the server whether it is alive',
+    );
   });
 
   void test('logs --follow is not cut by the timeout while the server answers: a quiet step is followed to its end', async () => {
-    const r = await runCli(['--url', quiet.url, '--token', 'some-token-0123456789', '--timeout', '1s', 'logs', 'm-abc123-0123abcd', '--follow'], { cwd: work, killAfterMs: 30_000 });
+    const r = await runCli(['--url', quiet.url, '--token', 'some-token-0123456789', '--timeout', '1s', 'logs', 'm-abc123-0123abcd', '--follow'], {
+      cwd: work,
+      killAfterMs: 30_000,
+    });
     assertExit(r, 0);
     assert.equal(r.stdout, 'before the quiet\nafter the quiet\n');
     const probes = quiet.requests.filter((q) => q.url === '/healthz');
     assert.ok(probes.length >= 1, 'the quiet was longer than the timeout, so the server was asked');
-    assert.ok(probes.every((q) => q.authorization === undefined), 'a health check carries no token');
+    assert.ok(
+      probes.every((q) => q.authorization === undefined),
+      'a health check carries no token',
+    );
   });
 });

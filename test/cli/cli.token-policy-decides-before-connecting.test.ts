@@ -12,10 +12,31 @@ const host = (url: string) => new URL(url).hostname;
 
 void describe('token policy', () => {
   void test('loopback is 127.0.0.0/8, ::1 and localhost, in every spelling URL parsing normalises', () => {
-    for (const url of ['http://127.0.0.1:7070', 'http://127.255.3.4', 'http://localhost:1', 'http://LOCALHOST.', 'http://[::1]:7070', 'http://[0:0:0:0:0:0:0:1]/', 'http://2130706433/', 'http://0x7f.1/', 'http://[::ffff:127.0.0.1]/']) {
+    for (const url of [
+      'http://127.0.0.1:7070',
+      'http://127.255.3.4',
+      'http://localhost:1',
+      'http://LOCALHOST.',
+      'http://[::1]:7070',
+      'http://[0:0:0:0:0:0:0:1]/',
+      'http://2130706433/',
+      'http://0x7f.1/',
+      'http://[::ffff:127.0.0.1]/',
+    ]) {
       assert.equal(isLoopbackHost(host(url)), true, url);
     }
-    for (const url of ['http://10.0.0.1', 'http://0.0.0.0', 'http://[::]/', 'http://128.0.0.1', 'http://127.0.0.1.nip.io', 'http://localhost.example.com', 'http://mylocalhost', 'http://[::ffff:10.0.0.1]/', 'http://127.0.0.1@10.0.0.1/', 'http://example.invalid']) {
+    for (const url of [
+      'http://10.0.0.1',
+      'http://0.0.0.0',
+      'http://[::]/',
+      'http://128.0.0.1',
+      'http://127.0.0.1.nip.io',
+      'http://localhost.example.com',
+      'http://mylocalhost',
+      'http://[::ffff:10.0.0.1]/',
+      'http://127.0.0.1@10.0.0.1/',
+      'http://example.invalid',
+    ]) {
       assert.equal(isLoopbackHost(host(url)), false, url);
     }
   });
@@ -43,12 +64,22 @@ void describe('token policy', () => {
   });
 
   void test('a malformed token is refused and nothing of it is in the message', () => {
-    for (const token of ['qz7abc\nwk9def', 'qz7abc\r\nX-Injected: 1', 'qz7abc wk9def', 'qz7abc\twk9def', 'qz7abc\u0000wk9def', 'qz7abc\u007fwk9def', 'qz7ébc-wk9def', 'qz7abc\u2028wk9def']) {
+    for (const token of [
+      'qz7abc\nwk9def',
+      'qz7abc\r\nX-Injected: 1',
+      'qz7abc wk9def',
+      'qz7abc\twk9def',
+      'qz7abc\u0000wk9def',
+      'qz7abc\u007fwk9def',
+      'qz7ébc-wk9def',
+      'qz7abc\u2028wk9def',
+    ]) {
       assert.throws(
         () => checkToken(token, 'env'),
         (err: unknown) => {
           assert.ok(err instanceof FerryError && /malformed/.test(err.message));
-          for (const part of token.split(/[^A-Za-z0-9-]+/).filter((p) => p.length >= 3)) assert.ok(!err.message.includes(part), `${JSON.stringify(part)} shown`);
+          for (const part of token.split(/[^A-Za-z0-9-]+/).filter((p) => p.length >= 3))
+            assert.ok(!err.message.includes(part), `${JSON.stringify(part)} shown`);
           return true;
         },
       );
@@ -58,8 +89,14 @@ void describe('token policy', () => {
 
   void test('a URL is shown without user:password@, and a bad one is not shown at all', () => {
     assert.equal(displayUrl(new URL('http://user:secret-pass@127.0.0.1:7070/')), 'http://127.0.0.1:7070');
-    assert.throws(() => parseServerUrl('ftp://user:secret-pass@host', 'flag'), (err: Error) => !err.message.includes('secret-pass'));
-    assert.throws(() => parseServerUrl('not a url secret-pass', 'env'), (err: Error) => /FERRY_URL/.test(err.message) && !err.message.includes('secret-pass'));
+    assert.throws(
+      () => parseServerUrl('ftp://user:secret-pass@host', 'flag'),
+      (err: Error) => !err.message.includes('secret-pass'),
+    );
+    assert.throws(
+      () => parseServerUrl('not a url secret-pass', 'env'),
+      (err: Error) => /FERRY_URL/.test(err.message) && !err.message.includes('secret-pass'),
+    );
   });
 
   void test('redact removes every occurrence, JSON-escaped ones too', () => {

@@ -42,7 +42,8 @@ void describe('console: decisions from the page', { skip: missing }, () => {
 
   before(async () => {
     ferry = await startFerry();
-    for (const t of ['shop', 'blog', 'wiki', 'docs']) assert.equal((await ferry.api('PUT', `/v1/tenants/${t}`, { steadyState: { cpu: '1', memory: '1Gi' } })).status, 201);
+    for (const t of ['shop', 'blog', 'wiki', 'docs'])
+      assert.equal((await ferry.api('PUT', `/v1/tenants/${t}`, { steadyState: { cpu: '1', memory: '1Gi' } })).status, 201);
     browser = await launchChromium();
     page = await newPage(browser, problems);
     await signIn(page, ferry.url, ferry.token);
@@ -56,7 +57,11 @@ void describe('console: decisions from the page', { skip: missing }, () => {
   });
 
   void test('Resume with a reason runs the held migration again from the failed step', async () => {
-    const id = await fileAndHold('shop', 'github:acme/platform#1', '[ -f "$FERRY_TENANT_DATA/fixed" ] || { echo "not fixed yet" >&2; exit 3; }; echo resumed-ok');
+    const id = await fileAndHold(
+      'shop',
+      'github:acme/platform#1',
+      '[ -f "$FERRY_TENANT_DATA/fixed" ] || { echo "not fixed yet" >&2; exit 3; }; echo resumed-ok',
+    );
     await page.goto(`${ferry.url}/#/m/${id}`);
     await page.getByRole('button', { name: 'Resume', exact: true }).waitFor();
     writeFileSync(join(ferry.dataDir, 'tenants', 'shop', 'fixed'), '');
@@ -73,11 +78,15 @@ void describe('console: decisions from the page', { skip: missing }, () => {
       return m.state === 'succeeded' && m.attempts.length === 2 ? m : null;
     });
     assert.equal(after.attempts[1].fromStep, 0);
-    assert.ok(after.events.some((e: { kind: string; reason: string; actor: string }) => e.kind === 'resume' && e.reason === 'quota raised by the storage team' && e.actor === 'admin'));
+    assert.ok(
+      after.events.some(
+        (e: { kind: string; reason: string; actor: string }) => e.kind === 'resume' && e.reason === 'quota raised by the storage team' && e.actor === 'admin',
+      ),
+    );
     await page.locator('#state').filter({ hasText: 'succeeded' }).waitFor();
   });
 
-  void test('Wipe and retry without a snapshot or wipe step shows the server\'s refusal, and the migration stays held', async () => {
+  void test("Wipe and retry without a snapshot or wipe step shows the server's refusal, and the migration stays held", async () => {
     const id = await fileAndHold('blog', 'github:acme/platform#2', 'exit 4', { snapshot: 'never' });
     await page.goto(`${ferry.url}/#/m/${id}`);
     await page.getByText('not available: no snapshot and no wipe step').waitFor();
@@ -88,7 +97,7 @@ void describe('console: decisions from the page', { skip: missing }, () => {
     assert.equal((await state(id)).state, 'held');
   });
 
-  void test('a decision on a migration that is no longer held shows the server\'s wrong-state sentence', async () => {
+  void test("a decision on a migration that is no longer held shows the server's wrong-state sentence", async () => {
     const id = await fileAndHold('wiki', 'github:acme/platform#3', 'exit 5');
     await page.goto(`${ferry.url}/#/m/${id}`);
     await page.getByRole('button', { name: 'Abandon', exact: true }).click();
@@ -107,7 +116,7 @@ void describe('console: decisions from the page', { skip: missing }, () => {
     await page.locator('#state').filter({ hasText: 'accepted-partial' }).waitFor();
   });
 
-  void test('Approve refused by the admission gate shows the server\'s sentence', async () => {
+  void test("Approve refused by the admission gate shows the server's sentence", async () => {
     const filed = await ferry.api('POST', '/v1/migrations', request('docs', [{ name: 'noop', run: sh('true') }], { issue: 'github:acme/platform#4' }));
     assert.equal(filed.status, 201);
     // The tenant's steady-state shrinks after filing: 500m is now over twice 200m.
@@ -137,8 +146,14 @@ void describe('console: decisions from the page', { skip: missing }, () => {
     for (const f of files) assert.ok(text.includes(f), `the page lists removed ${f}: ${text}`);
     const after = await state(id);
     assert.equal(after.state, 'cancelled');
-    assert.ok(after.artifacts.every((a: { removedAt: string | null }) => a.removedAt !== null), 'every artifact removed');
-    assert.ok(files.every((f: string) => !existsSync(f)), 'the files are gone');
+    assert.ok(
+      after.artifacts.every((a: { removedAt: string | null }) => a.removedAt !== null),
+      'every artifact removed',
+    );
+    assert.ok(
+      files.every((f: string) => !existsSync(f)),
+      'the files are gone',
+    );
     await assertAccessible(page, 'the issue page after closing');
     assert.deepEqual(problems, []);
   });

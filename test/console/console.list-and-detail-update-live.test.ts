@@ -28,7 +28,8 @@ void describe('console: list and detail update live', { skip: missing }, () => {
 
   before(async () => {
     ferry = await startFerry();
-    for (const t of ['shop', 'blog', 'wiki']) assert.equal((await ferry.api('PUT', `/v1/tenants/${t}`, { steadyState: { cpu: '1', memory: '1Gi' } })).status, 201);
+    for (const t of ['shop', 'blog', 'wiki'])
+      assert.equal((await ferry.api('PUT', `/v1/tenants/${t}`, { steadyState: { cpu: '1', memory: '1Gi' } })).status, 201);
     const file = async (tenant: string, issue: string, steps: Array<{ name: string; run: string[]; timeout?: string }>) => {
       const filed = await ferry.api('POST', '/v1/migrations', request(tenant, steps, { issue }));
       assert.equal(filed.status, 201, JSON.stringify(filed.body));
@@ -36,11 +37,20 @@ void describe('console: list and detail update live', { skip: missing }, () => {
       return filed.body.id as string;
     };
     done = await file('wiki', 'github:acme/platform#5', [{ name: 'copy', run: sh('echo copied') }]);
-    held = await file('shop', 'github:acme/platform#1', [{ name: 'copy-files', run: sh('echo copying; echo "::ferry::checkpoint batch-4"; echo "disk quota exceeded" >&2; exit 3') }, { name: 'reindex', run: sh('true') }]);
+    held = await file('shop', 'github:acme/platform#1', [
+      { name: 'copy-files', run: sh('echo copying; echo "::ferry::checkpoint batch-4"; echo "disk quota exceeded" >&2; exit 3') },
+      { name: 'reindex', run: sh('true') },
+    ]);
     const wait = (file: string) => `i=0; while [ ! -f "$FERRY_TENANT_DATA/${file}" ] && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.1; done`;
     running = await file('blog', 'github:acme/platform#2', [
       { name: 'prepare', run: sh('echo prepared') },
-      { name: 'rebuild-index', run: sh(`echo started; echo "::ferry::progress 3/10"; ${wait('go1')}; echo "${LIVE_LINE}"; echo "::ferry::progress 7/10"; ${wait('go2')}; echo finished`), timeout: '5m' },
+      {
+        name: 'rebuild-index',
+        run: sh(
+          `echo started; echo "::ferry::progress 3/10"; ${wait('go1')}; echo "${LIVE_LINE}"; echo "::ferry::progress 7/10"; ${wait('go2')}; echo finished`,
+        ),
+        timeout: '5m',
+      },
     ]);
     await waitFor('one held, one running, one done', async () => {
       const states = await Promise.all([held, running, done].map(async (id) => (await ferry.api('GET', `/v1/migrations/${id}`)).body));
@@ -75,15 +85,24 @@ void describe('console: list and detail update live', { skip: missing }, () => {
   void test('the filters narrow the list by state, tenant and issue', async () => {
     await page.getByLabel('State').selectOption('held');
     await page.getByRole('button', { name: 'Apply filters' }).click();
-    await waitFor('only the held one', async () => (await page.locator('tbody tr').count()) === 1 && (await page.locator('tbody tr').first().getAttribute('data-id')) === held);
+    await waitFor(
+      'only the held one',
+      async () => (await page.locator('tbody tr').count()) === 1 && (await page.locator('tbody tr').first().getAttribute('data-id')) === held,
+    );
     await page.getByLabel('State').selectOption('');
     await page.getByLabel('Tenant').fill('wiki');
     await page.getByRole('button', { name: 'Apply filters' }).click();
-    await waitFor('only the wiki one', async () => (await page.locator('tbody tr').count()) === 1 && (await page.locator('tbody tr').first().getAttribute('data-id')) === done);
+    await waitFor(
+      'only the wiki one',
+      async () => (await page.locator('tbody tr').count()) === 1 && (await page.locator('tbody tr').first().getAttribute('data-id')) === done,
+    );
     await page.getByLabel('Tenant').fill('');
     await page.getByLabel('Issue').fill('github:acme/platform#2');
     await page.getByRole('button', { name: 'Apply filters' }).click();
-    await waitFor('only the issue #2 one', async () => (await page.locator('tbody tr').count()) === 1 && (await page.locator('tbody tr').first().getAttribute('data-id')) === running);
+    await waitFor(
+      'only the issue #2 one',
+      async () => (await page.locator('tbody tr').count()) === 1 && (await page.locator('tbody tr').first().getAttribute('data-id')) === running,
+    );
   });
 
   void test('the detail page shows the verdict, attempts, progress and a log line printed after it opened', async () => {
@@ -102,7 +121,11 @@ void describe('console: list and detail update live', { skip: missing }, () => {
     go('blog', 'go1');
     await page.locator('#log').filter({ hasText: LIVE_LINE }).waitFor({ timeout: 10_000 });
     // Progress arrives as an event (polled every 2 s) and moves the bar without a reload.
-    await waitFor('progress 7/10 on the page', async () => (await page.locator('ol.steps li[aria-current="step"] progress').getAttribute('value')) === '7', 10_000);
+    await waitFor(
+      'progress 7/10 on the page',
+      async () => (await page.locator('ol.steps li[aria-current="step"] progress').getAttribute('value')) === '7',
+      10_000,
+    );
     await assertAccessible(page, 'the detail of a running migration');
   });
 

@@ -27,7 +27,16 @@ void describe('console sign-in, roles and forged requests', { skip: missing }, (
   before(async () => {
     tokensDir = tempDir('ferry-tokens-');
     const tokensFile = join(tokensDir, 'tokens.yaml');
-    writeFileSync(tokensFile, toYaml({ tokens: [{ name: 'fiona', role: 'filer', token: FILER }, { name: 'otto', role: 'operator', token: OPERATOR }] }), { mode: 0o600 });
+    writeFileSync(
+      tokensFile,
+      toYaml({
+        tokens: [
+          { name: 'fiona', role: 'filer', token: FILER },
+          { name: 'otto', role: 'operator', token: OPERATOR },
+        ],
+      }),
+      { mode: 0o600 },
+    );
     ferry = await startFerry({ tokensFile });
     assert.equal((await ferry.api('PUT', '/v1/tenants/shop', { steadyState: { cpu: '1', memory: '1Gi' } })).status, 201);
     const filed = await ferry.api('POST', '/v1/migrations', request('shop', [{ name: 'fails', run: sh('echo failing; exit 3') }]));
@@ -129,7 +138,11 @@ void describe('console sign-in, roles and forged requests', { skip: missing }, (
     // With the CSRF header, the filer's role still refuses it.
     const filerRole = await page.evaluate(
       async ([p, b]) => {
-        const r = await fetch(p as string, { method: 'POST', headers: { 'content-type': 'application/json', 'x-ferry-csrf': sessionStorage.getItem('ferry.csrf') ?? '' }, body: JSON.stringify(b) });
+        const r = await fetch(p as string, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-ferry-csrf': sessionStorage.getItem('ferry.csrf') ?? '' },
+          body: JSON.stringify(b),
+        });
         return { status: r.status, body: await r.json() };
       },
       [path, body] as const,
@@ -151,7 +164,12 @@ void describe('console sign-in, roles and forged requests', { skip: missing }, (
     // An operator's session without the CSRF header is refused as well: the role is not what protects it.
     const op = await newPage(browser, problems);
     await signIn(op, ferry.url, OPERATOR);
-    const opNoCsrf = await op.evaluate(async (p) => (await fetch(p, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: 'abandon', reason: 'forged' }) })).status, path);
+    const opNoCsrf = await op.evaluate(
+      async (p) =>
+        (await fetch(p, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: 'abandon', reason: 'forged' }) }))
+          .status,
+      path,
+    );
     assert.equal(opNoCsrf, 403);
     await op.context().close();
     assert.equal((await ferry.api('GET', `/v1/migrations/${held}`)).body.state, 'held', 'nothing changed');

@@ -15,7 +15,10 @@ void test('an unknown tenant is rejected with UNKNOWN_TENANT and a way out', () 
   );
   assert.match(verdict.reasons[0]?.message ?? '', /tenant ghost is not known.*PUT \/v1\/tenants\/ghost/);
   assert.equal(verdict.steadyState, null);
-  assert.ok(verdict.dimensions.every((d) => !d.ok), 'no dimension is ok for an unknown tenant');
+  assert.ok(
+    verdict.dimensions.every((d) => !d.ok),
+    'no dimension is ok for an unknown tenant',
+  );
 });
 
 void test('a peak dimension without a steady-state is rejected (fail closed), even a tiny one', () => {
@@ -93,27 +96,41 @@ void test('a cap beyond MAX_SAFE_INTEGER is compared exactly and never lets an o
   assert.equal(verdict.ok, true, describeRejection(verdict));
 });
 
-void test(
-  'a peak dimension named like an Object.prototype member ("constructor") is judged like any other',
-  () => {
-    // request-schema's DIMENSION pattern (^[a-z][a-z0-9-]{0,31}$) accepts "constructor".
-    const verdict = admit({ tenantId: 'shop', peak: { cpu: 1000, memory: 1024, constructor: 1 }, tenant: shop, capacity: {}, now: NOW });
-    assert.equal(verdict.ok, false);
-    assert.equal(verdict.reasons[0]?.code, 'NO_STEADY_STATE');
-    assert.equal(verdict.reasons[0]?.dimension, 'constructor');
-  },
-);
+void test('a peak dimension named like an Object.prototype member ("constructor") is judged like any other', () => {
+  // request-schema's DIMENSION pattern (^[a-z][a-z0-9-]{0,31}$) accepts "constructor".
+  const verdict = admit({ tenantId: 'shop', peak: { cpu: 1000, memory: 1024, constructor: 1 }, tenant: shop, capacity: {}, now: NOW });
+  assert.equal(verdict.ok, false);
+  assert.equal(verdict.reasons[0]?.code, 'NO_STEADY_STATE');
+  assert.equal(verdict.reasons[0]?.dimension, 'constructor');
+});
 
 void test('a peak that omits a dimension of the steady-state is refused: it would run unlimited', () => {
   const withPids: Tenant = { ...shop, steadyState: { ...shop.steadyState, pids: 50 } };
-  const verdict = admit({ tenantId: 'shop', peak: { cpu: 1000, memory: 1024 ** 3 }, tenant: withPids, capacity: {}, enforced: ['cpu', 'memory', 'pids'], now: NOW });
+  const verdict = admit({
+    tenantId: 'shop',
+    peak: { cpu: 1000, memory: 1024 ** 3 },
+    tenant: withPids,
+    capacity: {},
+    enforced: ['cpu', 'memory', 'pids'],
+    now: NOW,
+  });
   assert.equal(verdict.ok, false);
   assert.deepEqual(
     verdict.reasons.map((r) => [r.code, r.dimension]),
     [['PEAK_MISSING_DIMENSION', 'pids']],
   );
   assert.match(verdict.reasons[0]?.message ?? '', /add pids to the peak/);
-  assert.equal(admit({ tenantId: 'shop', peak: { cpu: 1000, memory: 1024 ** 3, pids: 100 }, tenant: withPids, capacity: {}, enforced: ['cpu', 'memory', 'pids'], now: NOW }).ok, true);
+  assert.equal(
+    admit({
+      tenantId: 'shop',
+      peak: { cpu: 1000, memory: 1024 ** 3, pids: 100 },
+      tenant: withPids,
+      capacity: {},
+      enforced: ['cpu', 'memory', 'pids'],
+      now: NOW,
+    }).ok,
+    true,
+  );
 });
 
 void test('a dimension the substrate does not enforce is refused, with what it does enforce', () => {

@@ -367,7 +367,16 @@ void test('random interleavings keep one holder per tenant, held until acted on,
     fc.property(worldArb, ({ steady, capacity, commands }) => {
       const world: World = {
         tenants: new Map(
-          TENANT_IDS.map((id, i) => [id, { id, steadyState: { ...(steady[i] as { cpu: number; memory: number }) }, data: `/srv/${id}`, runAs: { uid: 200000, gid: 200000 }, allowRoot: false }]),
+          TENANT_IDS.map((id, i) => [
+            id,
+            {
+              id,
+              steadyState: { ...(steady[i] as { cpu: number; memory: number }) },
+              data: `/srv/${id}`,
+              runAs: { uid: 200000, gid: 200000 },
+              allowRoot: false,
+            },
+          ]),
         ),
         capacity,
         migrations: [],

@@ -40,7 +40,10 @@ void describe('document bounds', () => {
     assert.equal(problem?.kind, 'depth');
     assert.equal(problem?.message, `the document nests deeper than ${MAX_DOCUMENT_DEPTH} levels; flatten it`);
     assert.equal(documentBoundsProblem(`{"a":${'['.repeat(100_000)}${']'.repeat(100_000)}}`, 'json')?.kind, 'depth');
-    assert.throws(() => assertDocumentBounds(bomb, 'yaml'), (err: unknown) => err instanceof FerryError && err.code === 'FERRY_DOCUMENT_TOO_DEEP' && err.status === 400);
+    assert.throws(
+      () => assertDocumentBounds(bomb, 'yaml'),
+      (err: unknown) => err instanceof FerryError && err.code === 'FERRY_DOCUMENT_TOO_DEEP' && err.status === 400,
+    );
   });
 
   void test('unclosed brackets count too', () => {
@@ -106,7 +109,12 @@ void describe('document bounds', () => {
 
   void test('property: nested arrays and objects of any shape, as JSON and as YAML', () => {
     const nested = fc.letrec((tie) => ({
-      node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, fc.constant(1), fc.array(tie('node'), { maxLength: 3 }), fc.dictionary(fc.constantFrom('a', 'b'), tie('node'), { maxKeys: 2 })),
+      node: fc.oneof(
+        { depthSize: 'small', withCrossShrink: true },
+        fc.constant(1),
+        fc.array(tie('node'), { maxLength: 3 }),
+        fc.dictionary(fc.constantFrom('a', 'b'), tie('node'), { maxKeys: 2 }),
+      ),
     })).node;
     fc.assert(
       fc.property(nested, fc.integer({ min: 0, max: 80 }), (inner, wrap) => {
@@ -139,7 +147,8 @@ void describe('document bounds', () => {
 
   void test('aliases that repeat a deep node make the value deeper than the text: the value check refuses it', () => {
     const layers = ['a: &a [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]'];
-    for (let i = 1; i < 4; i++) layers.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} ${'['.repeat(30)}*${String.fromCharCode(96 + i)}${']'.repeat(30)}`);
+    for (let i = 1; i < 4; i++)
+      layers.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} ${'['.repeat(30)}*${String.fromCharCode(96 + i)}${']'.repeat(30)}`);
     const text = layers.join('\n');
     assert.equal(documentBoundsProblem(text, 'yaml'), null, 'the text nests 31 levels');
     const value = parseYaml(text, { maxAliasCount: 50 });

@@ -34,12 +34,15 @@ void test('the design example normalises to integers, milliseconds and a normali
 });
 
 void test('a minimal request gets snapshot auto, empty env and no wipe or image', () => {
-  const request = parseMigrationRequest({
-    issue: '#9',
-    tenant: 'a',
-    peak: { cpu: 2, memory: 1024 },
-    steps: [{ name: 'only', run: ['true'], timeout: 90 }],
-  }, { tracker: 'gitea', repo: 'ops/platform' });
+  const request = parseMigrationRequest(
+    {
+      issue: '#9',
+      tenant: 'a',
+      peak: { cpu: 2, memory: 1024 },
+      steps: [{ name: 'only', run: ['true'], timeout: 90 }],
+    },
+    { tracker: 'gitea', repo: 'ops/platform' },
+  );
   assert.equal(request.issue, 'gitea:ops/platform#9');
   assert.equal(request.snapshot, 'auto');
   assert.deepEqual(request.env, {});
@@ -73,12 +76,15 @@ void test('a tenant id of 63 characters, digits first, is accepted', () => {
 });
 
 void test('the tenant document parses steady-state quantities', () => {
-  assert.deepEqual(parseTenantInput({ steadyState: { cpu: '500m', memory: '1Gi' }, data: '/srv/shop', runAs: { uid: 200000, gid: 200000 }, allowRoot: false }), {
-    steadyState: { cpu: 500, memory: 1024 ** 3 },
-    data: '/srv/shop',
-    runAs: { uid: 200000, gid: 200000 },
-    allowRoot: false,
-  });
+  assert.deepEqual(
+    parseTenantInput({ steadyState: { cpu: '500m', memory: '1Gi' }, data: '/srv/shop', runAs: { uid: 200000, gid: 200000 }, allowRoot: false }),
+    {
+      steadyState: { cpu: 500, memory: 1024 ** 3 },
+      data: '/srv/shop',
+      runAs: { uid: 200000, gid: 200000 },
+      allowRoot: false,
+    },
+  );
 });
 
 void test('env values given as {secret} are plain values for the job, listed in secretEnv', () => {

@@ -83,13 +83,10 @@ void test('a malformed env name is rejected', () => {
   assert.deepEqual(paths(problemsOf({ ...valid, env: { 'BAD-NAME': 'x' } })), ['env.BAD-NAME']);
 });
 
-void test(
-  'a FERRY_* env name problem says why, not only "Invalid key"',
-  () => {
-    const problems = problemsOf({ ...valid, env: { FERRY_TENANT: '/elsewhere' } });
-    assert.match(problems[0]?.message ?? '', /FERRY_\* names are set by Ferry/);
-  },
-);
+void test('a FERRY_* env name problem says why, not only "Invalid key"', () => {
+  const problems = problemsOf({ ...valid, env: { FERRY_TENANT: '/elsewhere' } });
+  assert.match(problems[0]?.message ?? '', /FERRY_\* names are set by Ferry/);
+});
 
 void test('a bad snapshot policy is an error', () => {
   assert.deepEqual(paths(problemsOf({ ...valid, snapshot: 'sometimes' })), ['snapshot']);
@@ -106,7 +103,14 @@ void test('every problem is listed, not only the first', () => {
 
 void test('duplicate step names are rejected', () => {
   assertFerryError(
-    () => parseMigrationRequest({ ...valid, steps: [{ name: 'a', run: ['x'] }, { name: 'a', run: ['y'] }] }),
+    () =>
+      parseMigrationRequest({
+        ...valid,
+        steps: [
+          { name: 'a', run: ['x'] },
+          { name: 'a', run: ['y'] },
+        ],
+      }),
     'FERRY_INVALID_REQUEST',
     /steps\.1\.name: a is used twice/,
   );
@@ -124,14 +128,22 @@ void test('a bad issue ref is rejected', () => {
   assertFerryError(() => parseMigrationRequest({ ...valid, issue: 'acme/platform 742' }), 'FERRY_INVALID_REQUEST', /not an issue ref/);
 });
 
-void test(
-  'duplicate step names, bad timeouts and bad issue refs carry details.problems like every other request error',
-  () => {
-    assert.deepEqual(paths(problemsOf({ ...valid, steps: [{ name: 'a', run: ['x'] }, { name: 'a', run: ['y'] }] })), ['steps.1.name']);
-    assert.deepEqual(paths(problemsOf({ ...valid, steps: [{ name: 'a', run: ['x'], timeout: 'soon' }] })), ['steps.0.timeout']);
-    assert.deepEqual(paths(problemsOf({ ...valid, issue: 'nope' })), ['issue']);
-  },
-);
+void test('duplicate step names, bad timeouts and bad issue refs carry details.problems like every other request error', () => {
+  assert.deepEqual(
+    paths(
+      problemsOf({
+        ...valid,
+        steps: [
+          { name: 'a', run: ['x'] },
+          { name: 'a', run: ['y'] },
+        ],
+      }),
+    ),
+    ['steps.1.name'],
+  );
+  assert.deepEqual(paths(problemsOf({ ...valid, steps: [{ name: 'a', run: ['x'], timeout: 'soon' }] })), ['steps.0.timeout']);
+  assert.deepEqual(paths(problemsOf({ ...valid, issue: 'nope' })), ['issue']);
+});
 
 void test('the tenant document rejects unknown fields and bad quantities', () => {
   assertFerryError(() => parseTenantInput({ steadyState: { cpu: '1', memory: '1Gi' }, owner: 'x' }), 'FERRY_INVALID_REQUEST');

@@ -78,12 +78,9 @@ void test('dimensions without a capacity do not limit starts', () => {
   assert.deepEqual(starts.sort(), ['m1', 'm2']);
 });
 
-void test(
-  'a dimension named like an Object.prototype member ("constructor") does not block a start forever',
-  () => {
-    assert.deepEqual(decide({ queued: [q('m1', 'a', 1, { cpu: 1, constructor: 1 })], capacity: { cpu: 10 } }), ['m1']);
-  },
-);
+void test('a dimension named like an Object.prototype member ("constructor") does not block a start forever', () => {
+  assert.deepEqual(decide({ queued: [q('m1', 'a', 1, { cpu: 1, constructor: 1 })], capacity: { cpu: 10 } }), ['m1']);
+});
 
 const tenantsArb = fc.constantFrom('a', 'b', 'c', 'd');
 const queuedArb = fc

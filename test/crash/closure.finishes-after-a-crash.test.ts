@@ -20,7 +20,10 @@ void test('a closure recorded before a crash cancels and deprovisions on the nex
     const m = (await f.api('GET', `/v1/migrations/${filed.body.id}`)).body;
     assert.equal(m.state, 'cancelled');
     assert.ok(m.artifacts.length >= 3);
-    assert.ok(m.artifacts.every((a: { state: string }) => a.state === 'removed'), JSON.stringify(m.artifacts));
+    assert.ok(
+      m.artifacts.every((a: { state: string }) => a.state === 'removed'),
+      JSON.stringify(m.artifacts),
+    );
     assert.equal(await f.service.store.issuesPendingTeardown().then((l) => l.length), 0);
     const { readFileSync } = await import('node:fs');
     assert.equal(readFileSync(`${dataDir}/tenants/shop/kept`, 'utf8'), 'data\n');

@@ -50,7 +50,10 @@ void test('kill -9 of the server: the container finishes under Podman and the re
   assert.equal((await s.api('PUT', '/v1/tenants/shop', { steadyState: { cpu: '1', memory: '512Mi' }, data: volume })).status, 201);
   const filed = await s.api('POST', '/v1/migrations', {
     ...request('shop', [
-      { name: 'one', run: sh('echo one >> "$FERRY_TENANT_DATA/ledger"; touch "$FERRY_TENANT_DATA/started"; while [ ! -e "$FERRY_TENANT_DATA/go" ]; do sleep 0.1; done') },
+      {
+        name: 'one',
+        run: sh('echo one >> "$FERRY_TENANT_DATA/ledger"; touch "$FERRY_TENANT_DATA/started"; while [ ! -e "$FERRY_TENANT_DATA/go" ]; do sleep 0.1; done'),
+      },
       { name: 'two', run: sh('echo two >> "$FERRY_TENANT_DATA/ledger"') },
     ]),
     snapshot: 'never',

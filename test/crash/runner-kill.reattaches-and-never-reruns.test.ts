@@ -63,7 +63,10 @@ void test('kill -9 mid-step: the job finishes while Ferry is down, the restart r
   const id = await fileAndApprove(
     s,
     request('shop', [
-      { name: 'one', run: sh('echo one >> "$FERRY_TENANT_DATA/ledger"; touch "$FERRY_TENANT_DATA/started"; while [ ! -e "$FERRY_TENANT_DATA/go" ]; do sleep 0.05; done') },
+      {
+        name: 'one',
+        run: sh('echo one >> "$FERRY_TENANT_DATA/ledger"; touch "$FERRY_TENANT_DATA/started"; while [ ! -e "$FERRY_TENANT_DATA/go" ]; do sleep 0.05; done'),
+      },
       { name: 'two', run: sh('echo two >> "$FERRY_TENANT_DATA/ledger"') },
     ]),
   );
@@ -89,7 +92,14 @@ void test('kill -9 while a step runs: the restarted server re-attaches to the li
   let s = await setup();
   const id = await fileAndApprove(
     s,
-    request('shop', [{ name: 'long', run: sh('echo run >> "$FERRY_TENANT_DATA/ledger"; touch "$FERRY_TENANT_DATA/started"; echo "::ferry::checkpoint half"; while [ ! -e "$FERRY_TENANT_DATA/go" ]; do sleep 0.05; done; exit 3') }]),
+    request('shop', [
+      {
+        name: 'long',
+        run: sh(
+          'echo run >> "$FERRY_TENANT_DATA/ledger"; touch "$FERRY_TENANT_DATA/started"; echo "::ferry::checkpoint half"; while [ ! -e "$FERRY_TENANT_DATA/go" ]; do sleep 0.05; done; exit 3',
+        ),
+      },
+    ]),
   );
   await waitFor('the step to start', () => read('started') !== null);
   await s.kill('SIGKILL');
@@ -109,7 +119,10 @@ void test('kill -9 while a step runs: the restarted server re-attaches to the li
 
 void test('a job that vanished while Ferry was down is held with cause lost and never re-run', async () => {
   let s = await setup();
-  const id = await fileAndApprove(s, request('shop', [{ name: 'long', run: sh('echo run >> "$FERRY_TENANT_DATA/ledger"; touch "$FERRY_TENANT_DATA/started"; sleep 60') }]));
+  const id = await fileAndApprove(
+    s,
+    request('shop', [{ name: 'long', run: sh('echo run >> "$FERRY_TENANT_DATA/ledger"; touch "$FERRY_TENANT_DATA/started"; sleep 60') }]),
+  );
   await waitFor('the step to start', () => read('started') !== null);
   await s.kill('SIGKILL');
   // Something kills the supervisor and its job while Ferry is away (an OOM killer, an operator).
@@ -127,7 +140,15 @@ void test('a job that vanished while Ferry was down is held with cause lost and 
 
 void test('SIGTERM stops the server but not the migration', async () => {
   let s = await setup();
-  const id = await fileAndApprove(s, request('shop', [{ name: 'long', run: sh('touch "$FERRY_TENANT_DATA/started"; while [ ! -e "$FERRY_TENANT_DATA/go" ]; do sleep 0.05; done; echo done > "$FERRY_TENANT_DATA/done"') }]));
+  const id = await fileAndApprove(
+    s,
+    request('shop', [
+      {
+        name: 'long',
+        run: sh('touch "$FERRY_TENANT_DATA/started"; while [ ! -e "$FERRY_TENANT_DATA/go" ]; do sleep 0.05; done; echo done > "$FERRY_TENANT_DATA/done"'),
+      },
+    ]),
+  );
   await waitFor('the step to start', () => read('started') !== null);
   await s.kill('SIGTERM');
   assert.equal(supervisorsOf(dataDir!).length, 1, 'the job survives a graceful stop');

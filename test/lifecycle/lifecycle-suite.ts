@@ -62,10 +62,14 @@ export function defineLifecycleSuite(kit: SubstrateKit): void {
 
     const get = async (f: Ferry, id: string) => (await f.api('GET', `/v1/migrations/${id}`)).body;
     const until = (f: Ferry, id: string, states: string[]) =>
-      waitFor(`${id} to reach ${states.join('/')}`, async () => {
-        const m = await get(f, id);
-        return states.includes(m.state) ? m : null;
-      }, 90_000); // generous: containers and snapshots are slow on a loaded 2-core machine
+      waitFor(
+        `${id} to reach ${states.join('/')}`,
+        async () => {
+          const m = await get(f, id);
+          return states.includes(m.state) ? m : null;
+        },
+        90_000,
+      ); // generous: containers and snapshots are slow on a loaded 2-core machine
 
     void test('runs a one-shot job with the job environment, labelled as a migration, and never restarts it', async (t) => {
       const f = await start(t);
@@ -73,7 +77,18 @@ export function defineLifecycleSuite(kit: SubstrateKit): void {
       await tenant(f, 'shop');
       const id = await fileAndApprove(
         f,
-        request('shop', [{ name: 'env', run: sh('env | grep ^FERRY_ | sort > "$FERRY_TENANT_DATA/env"; echo run >> "$FERRY_TENANT_DATA/runs"; echo "$SOURCE" > "$FERRY_TENANT_DATA/source"') }], { env: { SOURCE: 'old-shop' } }),
+        request(
+          'shop',
+          [
+            {
+              name: 'env',
+              run: sh(
+                'env | grep ^FERRY_ | sort > "$FERRY_TENANT_DATA/env"; echo run >> "$FERRY_TENANT_DATA/runs"; echo "$SOURCE" > "$FERRY_TENANT_DATA/source"',
+              ),
+            },
+          ],
+          { env: { SOURCE: 'old-shop' } },
+        ),
       );
       const m = await until(f, id, ['succeeded']);
       const env = (await kit.readTenantFile(f, 'shop', 'env')) ?? '';
@@ -93,7 +108,7 @@ export function defineLifecycleSuite(kit: SubstrateKit): void {
       assert.equal((await get(f, id)).attempts.length, 1);
     });
 
-    void test('runs migrations of distinct tenants concurrently and one tenant\'s migrations one after the other', async (t) => {
+    void test("runs migrations of distinct tenants concurrently and one tenant's migrations one after the other", async (t) => {
       const f = await start(t);
       if (!f) return;
       await tenant(f, 'alpha');
@@ -107,7 +122,8 @@ export function defineLifecycleSuite(kit: SubstrateKit): void {
       assert.equal((await get(f, a2)).state, 'queued');
       for (const id of [a1, a2, b1]) await until(f, id, ['succeeded']);
       const [ma1, ma2, mb1] = await Promise.all([get(f, a1), get(f, a2), get(f, b1)]);
-      const span = (m: { attempts: Array<{ startedAt: string; endedAt: string }> }) => [Date.parse(m.attempts[0]!.startedAt), Date.parse(m.attempts[0]!.endedAt)] as const;
+      const span = (m: { attempts: Array<{ startedAt: string; endedAt: string }> }) =>
+        [Date.parse(m.attempts[0]!.startedAt), Date.parse(m.attempts[0]!.endedAt)] as const;
       const [s1, e1] = span(ma1);
       const [s2] = span(ma2);
       const [sb, eb] = span(mb1);
@@ -233,7 +249,10 @@ export function defineLifecycleSuite(kit: SubstrateKit): void {
         { name: 'fill', run: sh('echo x >> "$FERRY_TENANT_DATA/filled"') },
         { name: 'gate', run: sh('if [ ! -e "$FERRY_SCRATCH/ok" ]; then touch "$FERRY_SCRATCH/ok"; exit 1; fi') },
       ];
-      const withWipe = await fileAndApprove(f, request('shop', failing, { snapshot: 'never', wipe: sh('rm -f "$FERRY_TENANT_DATA/filled"; echo wiped >> "$FERRY_TENANT_DATA/wipes"') }));
+      const withWipe = await fileAndApprove(
+        f,
+        request('shop', failing, { snapshot: 'never', wipe: sh('rm -f "$FERRY_TENANT_DATA/filled"; echo wiped >> "$FERRY_TENANT_DATA/wipes"') }),
+      );
       const without = await fileAndApprove(f, request('other', failing, { snapshot: 'never' }));
       await until(f, withWipe, ['held']);
       await until(f, without, ['held']);
@@ -257,7 +276,12 @@ export function defineLifecycleSuite(kit: SubstrateKit): void {
       const first = await fileAndApprove(f, failing('first'));
       const second = await fileAndApprove(f, failing('second'));
       await until(f, first, ['held']);
-      for (const bad of [{ action: 'accept-partial' }, { action: 'accept-partial', reason: '' }, { action: 'explode', reason: 'x' }, { action: 'abandon', reason: 'x', extra: 1 }]) {
+      for (const bad of [
+        { action: 'accept-partial' },
+        { action: 'accept-partial', reason: '' },
+        { action: 'explode', reason: 'x' },
+        { action: 'abandon', reason: 'x', extra: 1 },
+      ]) {
         const r = await f.api('POST', `/v1/migrations/${first}/actions`, bad);
         assert.ok(r.status >= 400 && r.status < 500, `${JSON.stringify(bad)} → ${r.status}`);
         assert.equal((await get(f, first)).state, 'held');
@@ -325,7 +349,10 @@ export function defineLifecycleSuite(kit: SubstrateKit): void {
       const issue = 'github:acme/platform#77';
       const failed = await fileAndApprove(f, request('shop', [{ name: 'w', run: sh('echo migrated > "$FERRY_TENANT_DATA/migrated"; exit 1') }], { issue }));
       await until(f, failed, ['held']);
-      const running = await fileAndApprove(f, request('other', [{ name: 'long', run: sh('echo started > "$FERRY_TENANT_DATA/started"; sleep 60') }], { issue }));
+      const running = await fileAndApprove(
+        f,
+        request('other', [{ name: 'long', run: sh('echo started > "$FERRY_TENANT_DATA/started"; sleep 60') }], { issue }),
+      );
       await waitFor('the long job to start', async () => (await kit.readTenantFile(f, 'other', 'started')) !== null);
       const before = await kit.listTenantFiles(f, 'shop');
       const closed = await f.api('POST', `/v1/issues/${encodeURIComponent(issue)}/close`, {});
@@ -336,7 +363,10 @@ export function defineLifecycleSuite(kit: SubstrateKit): void {
       for (const id of [failed, running]) {
         const m = await get(f, id);
         assert.equal(m.state, 'cancelled');
-        assert.ok(m.artifacts.every((a: { state: string }) => a.state === 'removed'), 'every artifact removed');
+        assert.ok(
+          m.artifacts.every((a: { state: string }) => a.state === 'removed'),
+          'every artifact removed',
+        );
         assert.ok(m.events.length >= 4, 'history stays');
       }
       assert.deepEqual(await kit.listTenantFiles(f, 'shop'), before, 'tenant data untouched');
@@ -358,7 +388,10 @@ export function defineLifecycleSuite(kit: SubstrateKit): void {
       const id = await fileAndApprove(
         f,
         request('shop', [
-          { name: 'long', run: sh('echo run >> "$FERRY_TENANT_DATA/ledger"; echo started > "$FERRY_TENANT_DATA/started"; sleep 3; echo "::ferry::checkpoint done-1"') },
+          {
+            name: 'long',
+            run: sh('echo run >> "$FERRY_TENANT_DATA/ledger"; echo started > "$FERRY_TENANT_DATA/started"; sleep 3; echo "::ferry::checkpoint done-1"'),
+          },
           { name: 'next', run: sh('echo next >> "$FERRY_TENANT_DATA/ledger"') },
         ]),
       );
@@ -376,7 +409,10 @@ export function defineLifecycleSuite(kit: SubstrateKit): void {
       const f = await start(t);
       if (!f) return;
       await tenant(f, 'shop');
-      const id = await fileAndApprove(f, request('shop', [{ name: 'long', run: sh('echo started > "$FERRY_TENANT_DATA/started"; sleep 60; echo finished > "$FERRY_TENANT_DATA/finished"') }]));
+      const id = await fileAndApprove(
+        f,
+        request('shop', [{ name: 'long', run: sh('echo started > "$FERRY_TENANT_DATA/started"; sleep 60; echo finished > "$FERRY_TENANT_DATA/finished"') }]),
+      );
       await waitFor('the job to start', async () => (await kit.readTenantFile(f, 'shop', 'started')) !== null);
       const r = await f.api('POST', `/v1/migrations/${id}/cancel`, { reason: 'wrong tenant' });
       assert.equal(r.status, 200, JSON.stringify(r.body));

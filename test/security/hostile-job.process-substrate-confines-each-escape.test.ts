@@ -34,7 +34,9 @@ function status(pid: number, field: string): string {
 }
 
 function memoryCgroupOf(pid: number): string {
-  const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => /^\d+:memory:/.test(l));
+  const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+    .split('\n')
+    .find((l) => /^\d+:memory:/.test(l));
   return line?.split(':')[2] ?? '';
 }
 
@@ -167,9 +169,25 @@ void test('a hostile step fails at every escape while its own work succeeds', { 
     assert.equal(said_.get('gid'), '200123');
     assert.equal(said_.get('groups'), '200123');
     for (const check of [
-      'own-data', 'own-scratch-and-tmp', 'handed-over', 'token', 'guessed-token', 'store', 'other-tenant-read', 'other-tenant-write',
-      'server-env', 'server-environ', 'signal-server', 'write-etc', 'write-data-dir', 'write-root', 'write-usr', 'write-root-home',
-      'sys-exists', 'leave-cgroup', 'see-processes',
+      'own-data',
+      'own-scratch-and-tmp',
+      'handed-over',
+      'token',
+      'guessed-token',
+      'store',
+      'other-tenant-read',
+      'other-tenant-write',
+      'server-env',
+      'server-environ',
+      'signal-server',
+      'write-etc',
+      'write-data-dir',
+      'write-root',
+      'write-usr',
+      'write-root-home',
+      'sys-exists',
+      'leave-cgroup',
+      'see-processes',
     ]) {
       assert.equal(said_.get(check), 'ok', `${check}: ${said_.get(check) ?? 'not reported'}\n${log}`);
     }
@@ -181,7 +199,15 @@ void test('a hostile step fails at every escape while its own work succeeds', { 
       assert.equal(log.includes(value), false, 'a secret reached the log');
     }
     assert.equal(usr2, 0, 'the job signalled the server');
-    for (const path of [`/etc/${marker}`, join(kit.dataDir, marker), `/${marker}`, `/usr/${marker}`, `/root/${marker}`, `/tmp/${marker}`, join(kit.dataDir, 'tenants', 'other', marker)]) {
+    for (const path of [
+      `/etc/${marker}`,
+      join(kit.dataDir, marker),
+      `/${marker}`,
+      `/usr/${marker}`,
+      `/root/${marker}`,
+      `/tmp/${marker}`,
+      join(kit.dataDir, 'tenants', 'other', marker),
+    ]) {
       assert.equal(existsSync(path), false, `the job wrote ${path} on the host`);
     }
     assert.equal(readFileSync(other.file, 'utf8'), other.value);
@@ -203,7 +229,11 @@ void test('remove(job) at closure ends everything the step started, setsid child
   try {
     const marker = `ferry-hostile-${randomBytes(6).toString('hex')}`;
     const { spec, ref } = kit.step(
-      ['sh', '-c', 'ln -s /usr/bin/sleep "$FERRY_SCRATCH/$MARKER"; setsid "$FERRY_SCRATCH/$MARKER" 1000 >/dev/null 2>&1 & : > "$FERRY_SCRATCH/ready"; sleep 1000'],
+      [
+        'sh',
+        '-c',
+        'ln -s /usr/bin/sleep "$FERRY_SCRATCH/$MARKER"; setsid "$FERRY_SCRATCH/$MARKER" 1000 >/dev/null 2>&1 & : > "$FERRY_SCRATCH/ready"; sleep 1000',
+      ],
       { tenant: tenantOf(kit), env: { MARKER: marker } },
     );
     await kit.substrate.createScratch(spec.scratchRef, spec);
@@ -259,7 +289,10 @@ void test('a NUL byte in a step argument or env value is refused before anything
     for (const extra of [{ argv: ['sh', '-c', `touch ${marker}\0; echo approved`] }, { env: { SAFE: `x\0LD_PRELOAD=/tmp/evil.so` } }]) {
       const { spec, ref } = kit.step(['sh', '-c', `touch ${marker}`], { tenant: tenantOf(kit), ...extra });
       await kit.substrate.createScratch(spec.scratchRef, spec);
-      await assert.rejects(kit.substrate.start(spec, ref), (err: unknown) => err instanceof FerryError && err.code === 'FERRY_INVALID_REQUEST' && /NUL byte/.test(err.message));
+      await assert.rejects(
+        kit.substrate.start(spec, ref),
+        (err: unknown) => err instanceof FerryError && err.code === 'FERRY_INVALID_REQUEST' && /NUL byte/.test(err.message),
+      );
       assert.equal(existsSync(ref), false, 'a refused step left a step folder');
     }
     // The spawner's client refuses too, whoever calls it.

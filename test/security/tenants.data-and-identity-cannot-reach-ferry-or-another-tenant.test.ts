@@ -26,7 +26,18 @@ void test("data overlapping Ferry's state, another tenant, or not a clean absolu
   t.after(() => removeDir(outside));
   assert.equal((await f.api('PUT', '/v1/tenants/blog', { steadyState: STEADY, data: join(outside, 'blog') })).status, 201);
   const before = (await f.api('GET', '/v1/tenants')).body;
-  for (const data of ['/', f.dataDir, join(f.dataDir, 'token'), join(f.dataDir, 'tenants', 'blog'), 'relative/shop', '../../../etc', join(outside, 'blog'), join(outside, 'blog', 'x'), outside, `${outside}/./shop`]) {
+  for (const data of [
+    '/',
+    f.dataDir,
+    join(f.dataDir, 'token'),
+    join(f.dataDir, 'tenants', 'blog'),
+    'relative/shop',
+    '../../../etc',
+    join(outside, 'blog'),
+    join(outside, 'blog', 'x'),
+    outside,
+    `${outside}/./shop`,
+  ]) {
     const res = await f.api('PUT', '/v1/tenants/shop', { steadyState: STEADY, data });
     const problem = assertProblem(res, 422, 'FERRY_INVALID_REQUEST');
     assert.match(String(problem.detail), /data: /, `${data}: ${String(problem.detail)}`);
@@ -75,7 +86,11 @@ void test('data and runAs of a tenant with a held migration cannot change, so a 
   t.after(() => removeDir(victim));
   writeFileSync(join(victim, 'precious'), 'keep me');
   assert.equal((await f.api('PUT', '/v1/tenants/shop', { steadyState: STEADY })).status, 201);
-  const filed = await f.api('POST', '/v1/migrations', request('shop', [{ name: 'fail', run: sh('exit 3') }], { snapshot: 'never', wipe: sh('find "$FERRY_TENANT_DATA" -mindepth 1 -delete') }));
+  const filed = await f.api(
+    'POST',
+    '/v1/migrations',
+    request('shop', [{ name: 'fail', run: sh('exit 3') }], { snapshot: 'never', wipe: sh('find "$FERRY_TENANT_DATA" -mindepth 1 -delete') }),
+  );
   assert.equal(filed.status, 201, JSON.stringify(filed.body));
   assert.equal((await f.api('POST', `/v1/migrations/${filed.body.id}/approve`)).status, 200);
   await waitFor('held', async () => (await f.api('GET', `/v1/migrations/${filed.body.id}`)).body.state === 'held');
@@ -102,7 +117,11 @@ void test('a peak must declare every steady-state dimension and only dimensions 
   );
   assert.equal((await f.api('PUT', '/v1/tenants/disk', { steadyState: { ...STEADY, 'ephemeral-storage': '20Mi' } })).status, 201);
   const disk = assertProblem(
-    await f.api('POST', '/v1/migrations', request('disk', [{ name: 'x', run: ['true'] }], { peak: { cpu: '500m', memory: '256Mi', 'ephemeral-storage': '20Mi' } })),
+    await f.api(
+      'POST',
+      '/v1/migrations',
+      request('disk', [{ name: 'x', run: ['true'] }], { peak: { cpu: '500m', memory: '256Mi', 'ephemeral-storage': '20Mi' } }),
+    ),
     422,
     'FERRY_REJECTED',
   );

@@ -34,7 +34,13 @@ function clock(): () => Date {
 }
 
 function verdict(tenant: string, steadyState: Resources = STEADY): Verdict {
-  return admit({ tenantId: tenant, peak: PEAK, tenant: { id: tenant, steadyState, data: `/srv/${tenant}`, runAs: { uid: 200000, gid: 200000 }, allowRoot: false }, capacity: {}, now: new Date(T0) });
+  return admit({
+    tenantId: tenant,
+    peak: PEAK,
+    tenant: { id: tenant, steadyState, data: `/srv/${tenant}`, runAs: { uid: 200000, gid: 200000 }, allowRoot: false },
+    capacity: {},
+    now: new Date(T0),
+  });
 }
 
 function request(tenant: string, issue: string): MigrationRequest {
@@ -150,18 +156,33 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       assert.equal(await store.getTenant('shop'), null);
       assert.deepEqual(await store.listTenants(), []);
 
-      const first = await store.putTenant('shop', { steadyState: { cpu: 500, memory: 1024 }, data: '/srv/shop', runAs: null, allowRoot: false }, { first: 200000, last: 299999 }, now());
+      const first = await store.putTenant(
+        'shop',
+        { steadyState: { cpu: 500, memory: 1024 }, data: '/srv/shop', runAs: null, allowRoot: false },
+        { first: 200000, last: 299999 },
+        now(),
+      );
       assert.equal(first.created, true);
       assert.deepEqual(first.tenant.steadyState, { cpu: 500, memory: 1024 });
       assert.equal(first.tenant.data, '/srv/shop');
 
-      const second = await store.putTenant('shop', { steadyState: { cpu: 700, memory: 2048, 'ephemeral-storage': 10 }, data: '/srv/shop2', runAs: null, allowRoot: false }, { first: 200000, last: 299999 }, now());
+      const second = await store.putTenant(
+        'shop',
+        { steadyState: { cpu: 700, memory: 2048, 'ephemeral-storage': 10 }, data: '/srv/shop2', runAs: null, allowRoot: false },
+        { first: 200000, last: 299999 },
+        now(),
+      );
       assert.equal(second.created, false);
       assert.deepEqual(second.tenant.steadyState, { cpu: 700, memory: 2048, 'ephemeral-storage': 10 });
       assert.equal(second.tenant.createdAt, first.tenant.createdAt, 'an update keeps the creation time');
       assert.notEqual(second.tenant.updatedAt, first.tenant.updatedAt);
 
-      await store.putTenant('blog', { steadyState: { cpu: 100, memory: 1 }, data: '/srv/blog', runAs: null, allowRoot: false }, { first: 200000, last: 299999 }, now());
+      await store.putTenant(
+        'blog',
+        { steadyState: { cpu: 100, memory: 1 }, data: '/srv/blog', runAs: null, allowRoot: false },
+        { first: 200000, last: 299999 },
+        now(),
+      );
       const got = await store.getTenant('shop');
       assert.deepEqual(got, second.tenant);
       assert.deepEqual(
@@ -208,11 +229,22 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       const before = await store.getTenant('shop');
       await running('m-1', 'shop');
       const range = { first: 200000, last: 299999 };
-      const busy = await rejectsWith(store.putTenant('shop', { steadyState: STEADY, data: '/srv/elsewhere', runAs: null, allowRoot: false }, range, now()), 'FERRY_TENANT_BUSY');
+      const busy = await rejectsWith(
+        store.putTenant('shop', { steadyState: STEADY, data: '/srv/elsewhere', runAs: null, allowRoot: false }, range, now()),
+        'FERRY_TENANT_BUSY',
+      );
       assert.match(busy.message, /held by migration m-1/);
-      await rejectsWith(store.putTenant('shop', { steadyState: STEADY, data: '/srv/shop', runAs: { uid: 5000, gid: 5000 }, allowRoot: false }, range, now()), 'FERRY_TENANT_BUSY');
+      await rejectsWith(
+        store.putTenant('shop', { steadyState: STEADY, data: '/srv/shop', runAs: { uid: 5000, gid: 5000 }, allowRoot: false }, range, now()),
+        'FERRY_TENANT_BUSY',
+      );
       assert.deepEqual((await store.getTenant('shop'))?.data, before?.data);
-      const raised = await store.putTenant('shop', { steadyState: { cpu: 4000, memory: 8 * 1024 ** 3 }, data: '/srv/shop', runAs: null, allowRoot: false }, range, now());
+      const raised = await store.putTenant(
+        'shop',
+        { steadyState: { cpu: 4000, memory: 8 * 1024 ** 3 }, data: '/srv/shop', runAs: null, allowRoot: false },
+        range,
+        now(),
+      );
       assert.deepEqual(raised.tenant.runAs, before?.runAs);
     });
 
@@ -414,10 +446,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       const b = await s.running('m-a-00000002', 'blog');
       assert.equal(a.state, 'running');
       assert.equal(b.state, 'running');
-      assert.deepEqual(
-        (await s.store.listHolders()).map((h) => h.tenant).sort(),
-        ['blog', 'shop'],
-      );
+      assert.deepEqual((await s.store.listHolders()).map((h) => h.tenant).sort(), ['blog', 'shop']);
     });
 
     for (const terminal of ['succeeded', 'accepted-partial', 'abandoned', 'cancelled'] as const) {
@@ -427,7 +456,13 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
         await s.tenant('shop');
         await s.running('m-a-00000001', 'shop');
         if (terminal === 'succeeded') {
-          await s.store.finishAttempt({ id: 'm-a-00000001', number: 1, attempt: { exitCode: 0, cause: null }, event: { actor: 'ferry', kind: 'succeed' }, now: s.now() });
+          await s.store.finishAttempt({
+            id: 'm-a-00000001',
+            number: 1,
+            attempt: { exitCode: 0, cause: null },
+            event: { actor: 'ferry', kind: 'succeed' },
+            now: s.now(),
+          });
         } else {
           await s.fail('m-a-00000001', 1);
           await s.move('m-a-00000001', 'held', terminal);
@@ -562,7 +597,8 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       await s.file('m-a-00000002', 'blog', 'github:acme/platform#2');
       await s.queue('m-a-00000002');
       await s.start('m-a-00000002', 1);
-      const beginJob2 = () => s.store.beginStep({ migrationId: 'm-a-00000002', issue: 'github:acme/platform#2', number: 1, step: 1, ref: 'job-2', now: s.now() });
+      const beginJob2 = () =>
+        s.store.beginStep({ migrationId: 'm-a-00000002', issue: 'github:acme/platform#2', number: 1, step: 1, ref: 'job-2', now: s.now() });
       const other = await beginJob2();
       assert.equal((await s.store.listArtifacts({})).length, 3);
 
@@ -626,7 +662,10 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       await s.tenant('shop');
       const m = await s.file('m-a-00000001', 'shop');
       const before = await s.store.listEvents(m.id);
-      const err = await rejectsWith(s.store.transition({ id: m.id, from: 'filed', event: { actor: 'bob', kind: 'resume' }, now: s.now() }), 'FERRY_WRONG_STATE');
+      const err = await rejectsWith(
+        s.store.transition({ id: m.id, from: 'filed', event: { actor: 'bob', kind: 'resume' }, now: s.now() }),
+        'FERRY_WRONG_STATE',
+      );
       assert.match(err.message, /the migration is filed; resume is allowed only from held/);
       assert.equal((await s.store.requireMigration(m.id)).state, 'filed');
       assert.deepEqual(await s.store.listEvents(m.id), before, 'no event written');
@@ -638,7 +677,10 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       await s.tenant('shop');
       const m = await s.file('m-a-00000001', 'shop');
       for (const set of [{ state: 'paused' }, { held_cause: 'tired' }, { next_restore: 'magic' }]) {
-        await assert.rejects(rawDatabaseForTests(s.store).updateTable('migrations').set(set).where('id', '=', m.id).execute(), /must be one of|violates check constraint/);
+        await assert.rejects(
+          rawDatabaseForTests(s.store).updateTable('migrations').set(set).where('id', '=', m.id).execute(),
+          /must be one of|violates check constraint/,
+        );
       }
       assert.equal((await s.store.requireMigration(m.id)).state, 'filed');
       // A known value passes the same check.
@@ -657,7 +699,8 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
           const id = `m-x-${String(n++).padStart(8, '0')}`;
           await s.file(id, 'shop');
           const second = rawDatabaseForTests(s.store).updateTable('migrations').set({ state, attempts }).where('id', '=', id).execute();
-          if (holdsTenant(state, attempts)) await assert.rejects(second, /unique/i, `${state} with ${attempts} attempts holds the tenant: the index must refuse a second holder`);
+          if (holdsTenant(state, attempts))
+            await assert.rejects(second, /unique/i, `${state} with ${attempts} attempts holds the tenant: the index must refuse a second holder`);
           else await second;
         }
       }
@@ -691,9 +734,15 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       );
       assert.deepEqual(events[4]?.detail, { n: 1 });
       const ids = events.map((e) => e.id);
-      assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
+      assert.deepEqual(
+        ids,
+        [...ids].sort((a, b) => a - b),
+      );
       assert.equal(new Set(ids).size, ids.length);
-      assert.ok(events.every((e) => e.migrationId === 'm-a-00000001'), 'events of the other migration are not mixed in');
+      assert.ok(
+        events.every((e) => e.migrationId === 'm-a-00000001'),
+        'events of the other migration are not mixed in',
+      );
     });
 
     // ── transition listeners ──
@@ -722,7 +771,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       assert.deepEqual(order, ['in-transaction', 'listener']);
       assert.deepEqual(calls, [{ id: m.id, state: 'approved', from: 'filed', kind: 'approve' }]);
       assert.equal((await seen[0])?.state, 'approved');
-      assert.equal((await s.store.getMigration(m.id))?.state, 'approved', "a throwing listener does not undo the transition");
+      assert.equal((await s.store.getMigration(m.id))?.state, 'approved', 'a throwing listener does not undo the transition');
 
       // Lost compare-and-set, failing in-transaction work: no call.
       await rejectsWith(s.move(m.id, 'filed', 'approved'), 'FERRY_CONFLICT');

@@ -45,12 +45,20 @@ void describe('SQLite', () => {
     dirs.push(dir);
     const path = join(dir, 'ferry.db');
     const first = await openSqliteStore(path);
-    await first.putTenant('shop', { steadyState: { cpu: 1000, memory: 1024 }, data: '/srv/shop', runAs: null, allowRoot: false }, { first: 200000, last: 299999 }, new Date());
+    await first.putTenant(
+      'shop',
+      { steadyState: { cpu: 1000, memory: 1024 }, data: '/srv/shop', runAs: null, allowRoot: false },
+      { first: 200000, last: 299999 },
+      new Date(),
+    );
     await first.close();
     for (let i = 0; i < 2; i++) {
       const again = await openSqliteStore(path);
       try {
-        assert.deepEqual((await again.listTenants()).map((t) => t.id), ['shop']);
+        assert.deepEqual(
+          (await again.listTenants()).map((t) => t.id),
+          ['shop'],
+        );
       } finally {
         await again.close();
       }
@@ -58,7 +66,11 @@ void describe('SQLite', () => {
     const db = new SQLite(path, { readonly: true });
     try {
       const names = db.prepare(`SELECT name FROM ${TABLE} ORDER BY name`).all() as Array<{ name: string }>;
-      assert.deepEqual(names.map((r) => r.name), KNOWN, 'each schema migration recorded once');
+      assert.deepEqual(
+        names.map((r) => r.name),
+        KNOWN,
+        'each schema migration recorded once',
+      );
       assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
     } finally {
       db.close();
@@ -97,18 +109,30 @@ void describe('PostgreSQL', () => {
     const schema = await database.freshSchema();
     schemas.push(schema);
     const first = await openPostgresStore(database.url, { schema, max: 2 });
-    await first.putTenant('shop', { steadyState: { cpu: 1000, memory: 1024 }, data: '/srv/shop', runAs: null, allowRoot: false }, { first: 200000, last: 299999 }, new Date());
+    await first.putTenant(
+      'shop',
+      { steadyState: { cpu: 1000, memory: 1024 }, data: '/srv/shop', runAs: null, allowRoot: false },
+      { first: 200000, last: 299999 },
+      new Date(),
+    );
     await first.close();
     for (let i = 0; i < 2; i++) {
       const again = await openPostgresStore(database.url, { schema, max: 2 });
       try {
-        assert.deepEqual((await again.listTenants()).map((x) => x.id), ['shop']);
+        assert.deepEqual(
+          (await again.listTenants()).map((x) => x.id),
+          ['shop'],
+        );
       } finally {
         await again.close();
       }
     }
     const rows = await database.query<{ name: string }>(`SELECT name FROM ${schema}.${TABLE} ORDER BY name`);
-    assert.deepEqual(rows.rows.map((r) => r.name), KNOWN, 'each schema migration recorded once');
+    assert.deepEqual(
+      rows.rows.map((r) => r.name),
+      KNOWN,
+      'each schema migration recorded once',
+    );
   });
 
   void test('a database with a schema migration this Ferry does not know is refused', async (t) => {
@@ -120,7 +144,11 @@ void describe('PostgreSQL', () => {
       'SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY column_name',
       [schema, TABLE],
     );
-    assert.deepEqual(columns.rows.map((c) => c.column_name), ['name', 'timestamp'], 'the migration table has the columns this test writes');
+    assert.deepEqual(
+      columns.rows.map((c) => c.column_name),
+      ['name', 'timestamp'],
+      'the migration table has the columns this test writes',
+    );
     await database.query(`INSERT INTO ${schema}.${TABLE} (name, timestamp) VALUES ($1, $2)`, [FUTURE, new Date().toISOString()]);
     await assertRefusesNewer(() => openPostgresStore(database.url, { schema, max: 2 }));
   });

@@ -80,7 +80,11 @@ export function removeDir(dir: string): void {
 }
 
 /** A migration request document with sensible defaults. */
-export function request(tenant: string, steps: Array<{ name: string; run: string[]; timeout?: string }>, extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function request(
+  tenant: string,
+  steps: Array<{ name: string; run: string[]; timeout?: string }>,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return { issue: 'github:acme/platform#1', tenant, peak: { cpu: '500m', memory: '256Mi' }, steps, ...extra };
 }
 

@@ -92,7 +92,13 @@ export class TestDatabase {
     if (this.created === null) return;
     const created = this.created;
     this.created = null;
-    if (!(await created.then(() => true, () => false))) return;
+    if (
+      !(await created.then(
+        () => true,
+        () => false,
+      ))
+    )
+      return;
     await withClient('postgres', async (client) => {
       await client.query(`DROP DATABASE IF EXISTS ${this.name} WITH (FORCE)`);
     });

@@ -55,7 +55,9 @@ const CASES: readonly Case[] = [
 ];
 
 async function withServer(c: Case, run: (client: TrackerClient, server: Recorder) => Promise<void>): Promise<void> {
-  const server = await startRecorder((req) => (req.method === 'POST' ? { status: 201, body: { id: Number(c.commentId), body: 'x' } } : { status: 200, body: { id: Number(c.commentId) } }));
+  const server = await startRecorder((req) =>
+    req.method === 'POST' ? { status: 201, body: { id: Number(c.commentId), body: 'x' } } : { status: 200, body: { id: Number(c.commentId) } },
+  );
   try {
     await run(createTrackerClient(c.tracker, { token: c.token, baseUrl: c.base(server.baseUrl), timeoutMs: 5000 }), server);
   } finally {
@@ -63,7 +65,10 @@ async function withServer(c: Case, run: (client: TrackerClient, server: Recorder
   }
 }
 
-async function rejectsWith(promise: Promise<unknown>, expected: Partial<Pick<TrackerError, 'retryable' | 'trackerStatus' | 'code' | 'retryAfterMs'>>): Promise<TrackerError> {
+async function rejectsWith(
+  promise: Promise<unknown>,
+  expected: Partial<Pick<TrackerError, 'retryable' | 'trackerStatus' | 'code' | 'retryAfterMs'>>,
+): Promise<TrackerError> {
   let caught: unknown;
   try {
     await promise;

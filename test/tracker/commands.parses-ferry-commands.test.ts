@@ -4,7 +4,10 @@ import { authorise, parseCommandComment, parseCommandLine, requiredRole, roleOf 
 
 void test('approve, cancel and status parse without a reason; trailing text is kept as a note', () => {
   assert.deepEqual(parseCommandComment('LGTM\n/ferry approve'), { ok: true, command: { name: 'approve', note: null, line: '/ferry approve' } });
-  assert.deepEqual(parseCommandComment('/ferry cancel wrong tenant'), { ok: true, command: { name: 'cancel', note: 'wrong tenant', line: '/ferry cancel wrong tenant' } });
+  assert.deepEqual(parseCommandComment('/ferry cancel wrong tenant'), {
+    ok: true,
+    command: { name: 'cancel', note: 'wrong tenant', line: '/ferry cancel wrong tenant' },
+  });
   assert.deepEqual(parseCommandComment('  /ferry Status  '), { ok: true, command: { name: 'status', note: null, line: '/ferry Status' } });
 });
 
@@ -73,7 +76,8 @@ void test('authorise follows admin ⊇ operator ⊇ filer, with case-insensitive
   assert.deepEqual(authorise('dana', 'operator', config), {
     ok: false,
     code: 'FERRY_FORBIDDEN',
-    message: "dana is not an operator on this tracker (only filer); ask a Ferry admin to add dana to the operators in Ferry's tracker configuration, or ask an operator to do it",
+    message:
+      "dana is not an operator on this tracker (only filer); ask a Ferry admin to add dana to the operators in Ferry's tracker configuration, or ask an operator to do it",
   });
   assert.equal(authorise('mallory', 'filer', config).ok, false);
   assert.equal(authorise('olav', 'admin', config).ok, false);

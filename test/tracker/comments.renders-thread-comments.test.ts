@@ -154,7 +154,12 @@ void test('a queued migration behind another thread links that thread', () => {
 
 void test('a running status comment shows the step and progress', () => {
   const text = renderStatusComment({ ...held(), state: 'running', held: null, currentStep: 0, progress: { done: 3, total: 4 } });
-  includesInOrder(text, ['### Ferry: migration `m-lx3k9a-00000017` — running', 'Running attempt 2.', '- **Step:** 1 of 2 (`copy-files`)', '- **Progress:** 3/4 (75%)']);
+  includesInOrder(text, [
+    '### Ferry: migration `m-lx3k9a-00000017` — running',
+    'Running attempt 2.',
+    '- **Step:** 1 of 2 (`copy-files`)',
+    '- **Progress:** 3/4 (75%)',
+  ]);
   assert.doesNotMatch(text, /What an operator can do/);
 });
 

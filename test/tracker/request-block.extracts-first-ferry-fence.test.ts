@@ -75,7 +75,10 @@ void test('an issue field naming another thread is an error telling the user to 
 
 void test('broken YAML is a clear error with the line of the issue it is on', () => {
   const body = ['Intro', '', '```ferry', 'tenant: shop', 'peak: { cpu: 1500m, memory: 2Gi', 'steps: []', '```'].join('\n');
-  assert.throws(() => readRequestBlock(body, THREAD), invalid(/^the ferry block is not valid YAML at line \d+ of the issue \(line \d+ of the block\): .+; fix the block and edit the issue$/));
+  assert.throws(
+    () => readRequestBlock(body, THREAD),
+    invalid(/^the ferry block is not valid YAML at line \d+ of the issue \(line \d+ of the block\): .+; fix the block and edit the issue$/),
+  );
   const dup = ['```ferry', 'tenant: shop', 'tenant: other', '```'].join('\n');
   assert.throws(() => readRequestBlock(dup, THREAD), invalid(/at line 3 of the issue \(line 2 of the block\): Map keys must be unique/, 3));
 });

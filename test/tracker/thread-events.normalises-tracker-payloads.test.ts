@@ -69,7 +69,8 @@ void test("Ferry's own comments are skipped: by the configured bot user (any cas
   const payload = githubExample('issue_comment', 'created');
   assert.equal(parseThreadEvent('github', 'issue_comment', payload, { botUser: 'codertocat' }), null);
   assert.notEqual(parseThreadEvent('github', 'issue_comment', payload, { botUser: 'ferry-bot' }), null);
-  (payload.comment as Record<string, unknown>).body = '<!-- ferry:status:m-lx3k9a-00000001 -->\n### Ferry: migration `m-lx3k9a-00000001` — held\n/ferry resume x';
+  (payload.comment as Record<string, unknown>).body =
+    '<!-- ferry:status:m-lx3k9a-00000001 -->\n### Ferry: migration `m-lx3k9a-00000001` — held\n/ferry resume x';
   assert.equal(parseThreadEvent('github', 'issue_comment', payload, { botUser: 'ferry-bot' }), null);
 });
 
@@ -83,7 +84,11 @@ void test('gitea issues opened becomes issue-opened of gitea:acme/platform#12', 
 });
 
 void test('gitea issues closed and reopened are recognised; label changes are not', () => {
-  for (const [action, kind] of [['closed', 'issue-closed'], ['reopened', 'issue-reopened'], ['edited', 'issue-edited']] as const) {
+  for (const [action, kind] of [
+    ['closed', 'issue-closed'],
+    ['reopened', 'issue-reopened'],
+    ['edited', 'issue-edited'],
+  ] as const) {
     const payload = fixture('gitea-issues-opened.json');
     payload.action = action;
     assert.equal(parseThreadEvent('gitea', 'issues', payload)?.kind, kind);
@@ -110,7 +115,11 @@ void test('gitlab Issue Hook maps open/update/close/reopen and keeps nested grou
   assert.equal(event?.issue, 'gitlab:group/sub/repo#5');
   assert.equal(event?.author, 'dana');
   assert.equal(event?.url, 'https://gitlab.example/group/sub/repo/-/issues/5');
-  for (const [action, kind] of [['update', 'issue-edited'], ['close', 'issue-closed'], ['reopen', 'issue-reopened']] as const) {
+  for (const [action, kind] of [
+    ['update', 'issue-edited'],
+    ['close', 'issue-closed'],
+    ['reopen', 'issue-reopened'],
+  ] as const) {
     const payload = fixture('gitlab-issue-hook-open.json');
     (payload.object_attributes as Record<string, unknown>).action = action;
     assert.equal(parseThreadEvent('gitlab', 'Issue Hook', payload)?.kind, kind);
@@ -144,8 +153,14 @@ void test('a relevant payload missing the fields Ferry reads is a FERRY_BAD_REQU
   );
   const note = fixture('gitlab-note-hook-issue.json');
   delete note.project;
-  assert.throws(() => parseThreadEvent('gitlab', 'Note Hook', note), (err: unknown) => err instanceof FerryError && err.status === 400);
-  assert.throws(() => parseThreadEvent('gitea', 'issues', 'not an object'), (err: unknown) => err instanceof FerryError && err.status === 400);
+  assert.throws(
+    () => parseThreadEvent('gitlab', 'Note Hook', note),
+    (err: unknown) => err instanceof FerryError && err.status === 400,
+  );
+  assert.throws(
+    () => parseThreadEvent('gitea', 'issues', 'not an object'),
+    (err: unknown) => err instanceof FerryError && err.status === 400,
+  );
 });
 
 void test('a body that is not JSON (e.g. a form-encoded Gitea hook) is a 400 that says to use application/json', () => {

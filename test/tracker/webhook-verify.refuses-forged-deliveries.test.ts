@@ -104,7 +104,12 @@ void test('gitea: when Forgejo sends both signature headers, a forged one is ref
   const raw = body(fixture('gitea-issues-opened.json'));
   const result = await verifyDelivery(
     'gitea',
-    { 'x-gitea-signature': giteaSignature(SECRET, raw), 'x-forgejo-signature': giteaSignature(OTHER, raw), 'x-forgejo-delivery': 'd', 'x-forgejo-event': 'issues' },
+    {
+      'x-gitea-signature': giteaSignature(SECRET, raw),
+      'x-forgejo-signature': giteaSignature(OTHER, raw),
+      'x-forgejo-delivery': 'd',
+      'x-forgejo-event': 'issues',
+    },
     raw,
     SECRET,
   );
@@ -113,7 +118,12 @@ void test('gitea: when Forgejo sends both signature headers, a forged one is ref
 
 void test('github: a body that is not UTF-8 is refused before it is checked', async () => {
   const raw = Buffer.from([0x7b, 0xff, 0xfe, 0x7d]);
-  const result = await verifyDelivery('github', { 'x-hub-signature-256': `sha256=${'a'.repeat(64)}`, 'x-github-delivery': 'd', 'x-github-event': 'issues' }, raw, SECRET);
+  const result = await verifyDelivery(
+    'github',
+    { 'x-hub-signature-256': `sha256=${'a'.repeat(64)}`, 'x-github-delivery': 'd', 'x-github-event': 'issues' },
+    raw,
+    SECRET,
+  );
   assertRefused(result, 'bad-body');
 });
 

@@ -67,7 +67,10 @@ export class ContainerSubstrate implements Substrate {
       await Promise.race([
         this.#docker.ping(),
         new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new FerryError('FERRY_ENGINE_UNAVAILABLE', `no answer within ${this.#config.pingTimeoutMs} ms`)), this.#config.pingTimeoutMs);
+          timer = setTimeout(
+            () => reject(new FerryError('FERRY_ENGINE_UNAVAILABLE', `no answer within ${this.#config.pingTimeoutMs} ms`)),
+            this.#config.pingTimeoutMs,
+          );
         }),
       ]);
       const info = (await this.#docker.info()) as { NCPU?: number; MemTotal?: number };
@@ -145,7 +148,10 @@ export class ContainerSubstrate implements Substrate {
   async snapshot(tenant: Tenant, ref: string, meta: { migrationId: string; issue: string }): Promise<void> {
     const source = tenantVolume(tenant);
     if (!(await this.tenantDataExists(tenant))) {
-      throw new FerryError('FERRY_NOT_FOUND', `cannot snapshot tenant ${tenant.id}: its data volume ${source} does not exist; create it or fix the tenant's data`);
+      throw new FerryError(
+        'FERRY_NOT_FOUND',
+        `cannot snapshot tenant ${tenant.id}: its data volume ${source} does not exist; create it or fix the tenant's data`,
+      );
     }
     const owner = { migrationId: meta.migrationId, issue: meta.issue, tenantId: tenant.id };
     await ensureVolume(this.#docker, ref, 'snapshot', owner);
@@ -161,7 +167,10 @@ export class ContainerSubstrate implements Substrate {
       throw new FerryError('FERRY_NOT_FOUND', `cannot restore tenant ${tenant.id}: snapshot volume ${ref} does not exist; the tenant's data was left as it is`);
     }
     if (labels[ROLE] !== 'snapshot' || labels['ferry.tenant'] !== tenant.id) {
-      throw new FerryError('FERRY_CONFLICT', `refusing to restore tenant ${tenant.id} from volume ${ref}: it is not a Ferry snapshot of that tenant (labels ${JSON.stringify(labels)})`);
+      throw new FerryError(
+        'FERRY_CONFLICT',
+        `refusing to restore tenant ${tenant.id} from volume ${ref}: it is not a Ferry snapshot of that tenant (labels ${JSON.stringify(labels)})`,
+      );
     }
     if (!(await this.tenantDataExists(tenant))) {
       throw new FerryError('FERRY_NOT_FOUND', `cannot restore tenant ${tenant.id}: its data volume ${target} does not exist; create it first`);

@@ -26,7 +26,11 @@ export function jobUser(tenant: Tenant): string {
   if (tenant.allowRoot) return '0:0';
   const { uid, gid } = checkedIdentity(tenant.runAs, `tenant ${tenant.id}'s runAs`);
   if (uid === 0 || gid === 0) {
-    throw new FerryError('FERRY_INVALID_REQUEST', `tenant ${tenant.id} would run its jobs as uid ${uid} gid ${gid} (root) but is not allowed root; give it another runAs, or set allowRoot`, { tenant: tenant.id });
+    throw new FerryError(
+      'FERRY_INVALID_REQUEST',
+      `tenant ${tenant.id} would run its jobs as uid ${uid} gid ${gid} (root) but is not allowed root; give it another runAs, or set allowRoot`,
+      { tenant: tenant.id },
+    );
   }
   return `${uid}:${gid}`;
 }
@@ -57,7 +61,11 @@ export function jobContainerOptions(
   const env = { ...spec.env, FERRY_TENANT_DATA: TENANT_MOUNT, FERRY_SCRATCH: SCRATCH_MOUNT };
   const [entry, ...args] = spec.argv;
   if (entry === undefined) {
-    throw new FerryError('FERRY_INVALID_REQUEST', `step ${spec.stepName} of migration ${spec.migrationId} cannot run: it has no command; give its \`run\` a program and file the request again`, { ref });
+    throw new FerryError(
+      'FERRY_INVALID_REQUEST',
+      `step ${spec.stepName} of migration ${spec.migrationId} cannot run: it has no command; give its \`run\` a program and file the request again`,
+      { ref },
+    );
   }
   const memory = spec.limits['memory'];
   const cpu = spec.limits['cpu'];

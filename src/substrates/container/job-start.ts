@@ -16,14 +16,20 @@ import { tenantVolume, volumeLabels } from './volumes.ts';
 export async function startJob(engine: ContainerEngine, spec: StepSpec, ref: string): Promise<void> {
   const image = spec.image ?? engine.config.defaultImage;
   if (!image) {
-    throw new FerryError('FERRY_INVALID_REQUEST', `step ${spec.stepName} of migration ${spec.migrationId} names no image and the container substrate has no defaultImage; add \`image:\` to the request`);
+    throw new FerryError(
+      'FERRY_INVALID_REQUEST',
+      `step ${spec.stepName} of migration ${spec.migrationId} names no image and the container substrate has no defaultImage; add \`image:\` to the request`,
+    );
   }
   const volume = tenantVolume(spec.tenant);
   const user = jobUser(spec.tenant);
   // An engine creates a missing named volume on the fly: the job would then write into a new,
   // empty, unlabelled volume instead of the tenant's data. Refuse instead.
   if ((await volumeLabels(engine.docker, volume)) === null) {
-    throw new FerryError('FERRY_NOT_FOUND', `tenant ${spec.tenant.id}'s data volume ${volume} does not exist; create it (or fix the tenant's data) before running migration ${spec.migrationId}`);
+    throw new FerryError(
+      'FERRY_NOT_FOUND',
+      `tenant ${spec.tenant.id}'s data volume ${volume} does not exist; create it (or fix the tenant's data) before running migration ${spec.migrationId}`,
+    );
   }
   const scratch = await volumeLabels(engine.docker, spec.scratchRef);
   if (scratch === null || scratch[ROLE] !== 'scratch') {
@@ -42,7 +48,12 @@ export async function startJob(engine: ContainerEngine, spec: StepSpec, ref: str
       await pull(engine.docker, image, spec);
       container = await engine.docker.createContainer(create);
     } else if (isConflict(err)) {
-      throw new FerryError('FERRY_CONFLICT', `job container ${ref} already exists; watch it (re-attach) or remove it, Ferry never runs a step twice`, { ref }, { cause: err });
+      throw new FerryError(
+        'FERRY_CONFLICT',
+        `job container ${ref} already exists; watch it (re-attach) or remove it, Ferry never runs a step twice`,
+        { ref },
+        { cause: err },
+      );
     } else {
       throw new FerryError('FERRY_INTERNAL', `could not create job container ${ref}: ${engineMessage(err)}`, { ref }, { cause: err });
     }
@@ -59,6 +70,11 @@ async function pull(docker: Docker, image: string, spec: StepSpec): Promise<void
     const stream = await docker.pull(image);
     await new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (err) => (err ? reject(err) : resolve())));
   } catch (err) {
-    throw new FerryError('FERRY_NOT_FOUND', `image ${image} of migration ${spec.migrationId} is not on the engine and could not be pulled (${engineMessage(err)}); load or build it on the engine, or fix \`image:\``, { image }, { cause: err });
+    throw new FerryError(
+      'FERRY_NOT_FOUND',
+      `image ${image} of migration ${spec.migrationId} is not on the engine and could not be pulled (${engineMessage(err)}); load or build it on the engine, or fix \`image:\``,
+      { image },
+      { cause: err },
+    );
   }
 }

@@ -84,7 +84,11 @@ export async function watchJob(engine: ContainerEngine, watches: Set<AbortContro
     const final = await inspectOrNull(container);
     if (!final) return lost(ref, 'was removed right after it ended');
     if (final.State.Running) {
-      throw new FerryError('FERRY_INTERNAL', `container ${ref} still running after the engine's wait returned; the engine answered inconsistently, watch it again`, { ref });
+      throw new FerryError(
+        'FERRY_INTERNAL',
+        `container ${ref} still running after the engine's wait returned; the engine answered inconsistently, watch it again`,
+        { ref },
+      );
     }
     return stepResultOf(
       {
@@ -201,7 +205,11 @@ function parseEngineTime(value: string): number {
 
 /** What a pending watch rejects with on close() (Substrate.close): FERRY_INTERNAL, "substrate closed". */
 function closedError(ref: string): FerryError {
-  return new FerryError('FERRY_INTERNAL', `watch of ${ref} ended: the container substrate was closed; the job keeps running and the next runner re-attaches to it`, { ref });
+  return new FerryError(
+    'FERRY_INTERNAL',
+    `watch of ${ref} ended: the container substrate was closed; the job keeps running and the next runner re-attaches to it`,
+    { ref },
+  );
 }
 
 function abortable<T>(promise: Promise<T>, signal: AbortSignal, ref: string): Promise<T> {

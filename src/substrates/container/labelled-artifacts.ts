@@ -34,13 +34,18 @@ export async function removeJobContainer(engine: ContainerEngine, ref: string): 
   if (info) {
     const role = (info.Config.Labels ?? {})[ROLE];
     if (role === undefined || !JOB_ROLES.has(role)) {
-      throw new FerryError('FERRY_CONFLICT', `refusing to remove container ${ref}: it carries no Ferry job label (${ROLE}=${role ?? 'absent'}); it is not Ferry's`, { kind: 'job', ref });
+      throw new FerryError(
+        'FERRY_CONFLICT',
+        `refusing to remove container ${ref}: it carries no Ferry job label (${ROLE}=${role ?? 'absent'}); it is not Ferry's`,
+        { kind: 'job', ref },
+      );
     }
     try {
       // v: anonymous volumes of the image go with it; named volumes (tenant, scratch) never do.
       await container.remove({ force: true, v: true });
     } catch (err) {
-      if (!isNotFound(err)) throw new FerryError('FERRY_INTERNAL', `could not remove container ${ref}: ${engineMessage(err)}`, { kind: 'job', ref }, { cause: err });
+      if (!isNotFound(err))
+        throw new FerryError('FERRY_INTERNAL', `could not remove container ${ref}: ${engineMessage(err)}`, { kind: 'job', ref }, { cause: err });
     }
   }
   engine.stops.delete(ref);
@@ -50,7 +55,11 @@ async function removeVolume(engine: ContainerEngine, kind: 'scratch' | 'snapshot
   const labels = await volumeLabels(engine.docker, ref);
   if (labels === null) return;
   if (labels[ROLE] !== kind) {
-    throw new FerryError('FERRY_CONFLICT', `refusing to remove volume ${ref} as ${kind}: it carries ${ROLE}=${labels[ROLE] ?? 'absent'}; Ferry only removes its own ${kind} volumes, never tenant data`, { kind, ref });
+    throw new FerryError(
+      'FERRY_CONFLICT',
+      `refusing to remove volume ${ref} as ${kind}: it carries ${ROLE}=${labels[ROLE] ?? 'absent'}; Ferry only removes its own ${kind} volumes, never tenant data`,
+      { kind, ref },
+    );
   }
   try {
     // Never `force`: on Podman that would also remove the containers using the volume.
@@ -58,7 +67,12 @@ async function removeVolume(engine: ContainerEngine, kind: 'scratch' | 'snapshot
   } catch (err) {
     if (isNotFound(err)) return;
     if (isConflict(err)) {
-      throw new FerryError('FERRY_CONFLICT', `volume ${ref} is still used by a container; remove the migration's job containers first`, { kind, ref }, { cause: err });
+      throw new FerryError(
+        'FERRY_CONFLICT',
+        `volume ${ref} is still used by a container; remove the migration's job containers first`,
+        { kind, ref },
+        { cause: err },
+      );
     }
     throw new FerryError('FERRY_INTERNAL', `could not remove volume ${ref}: ${engineMessage(err)}`, { kind, ref }, { cause: err });
   }

@@ -28,7 +28,11 @@ export function tenantDataName(tenant: Tenant): string {
 export function tenantVolume(tenant: Tenant): string {
   const name = tenantDataName(tenant);
   if (!VOLUME_NAME.test(name)) {
-    throw new FerryError('FERRY_INVALID_REQUEST', `tenant ${tenant.id}'s data ${JSON.stringify(name)} is not a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*); the container substrate mounts named volumes only, never host paths`, { tenant: tenant.id });
+    throw new FerryError(
+      'FERRY_INVALID_REQUEST',
+      `tenant ${tenant.id}'s data ${JSON.stringify(name)} is not a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*); the container substrate mounts named volumes only, never host paths`,
+      { tenant: tenant.id },
+    );
   }
   return name;
 }
@@ -55,6 +59,9 @@ export async function ensureVolume(docker: Docker, name: string, role: 'scratch'
   }
   // Engines answer "create" on an existing name with the existing volume: check it is ours.
   if (existing[ROLE] !== role || existing['ferry.migration'] !== owner.migrationId) {
-    throw new FerryError('FERRY_CONFLICT', `volume ${name} already exists and is not the ${role} of migration ${owner.migrationId} (labels ${JSON.stringify(existing)}); remove or rename it`);
+    throw new FerryError(
+      'FERRY_CONFLICT',
+      `volume ${name} already exists and is not the ${role} of migration ${owner.migrationId} (labels ${JSON.stringify(existing)}); remove or rename it`,
+    );
   }
 }

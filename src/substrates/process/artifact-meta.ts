@@ -51,10 +51,7 @@ async function readMeta(file: string): Promise<ArtifactMeta | null> {
  * ref. A damaged metadata file is passed to `skipped` and left out: one such file (a crash mid-write
  * before writes were atomic, a full disk) must not hide every other artifact.
  */
-export async function listMeta(
-  root: string,
-  skipped: (file: string) => void,
-): Promise<{ ref: string; meta: ArtifactMeta }[]> {
+export async function listMeta(root: string, skipped: (file: string) => void): Promise<{ ref: string; meta: ArtifactMeta }[]> {
   const out: { ref: string; meta: ArtifactMeta }[] = [];
   for (const name of await readdir(root).catch(() => [] as string[])) {
     if (!name.endsWith(META_SUFFIX)) continue;

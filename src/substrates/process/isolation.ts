@@ -26,11 +26,7 @@ const UNCONFINED_SEES =
  * Whether jobs can be confined here: asked of the supervisor itself, which builds a whole view and
  * runs nothing (`-P`, as uid 65534), so a host that cannot confine is known at start, not at the first job.
  */
-export async function detectIsolation(
-  mode: 'auto' | 'required' | 'off',
-  supervisorPath: string,
-  privileged: boolean,
-): Promise<IsolationSupport> {
+export async function detectIsolation(mode: 'auto' | 'required' | 'off', supervisorPath: string, privileged: boolean): Promise<IsolationSupport> {
   if (mode === 'off') {
     return { isolated: false, detail: `isolation turned off by configuration: ${UNCONFINED_SEES}` };
   }

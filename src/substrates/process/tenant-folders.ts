@@ -58,7 +58,9 @@ export class TenantFolders {
     const linked = stdout.split('\n').filter(Boolean).length;
     return (
       `handed ${data} over to uid ${runAs.uid} gid ${runAs.gid}` +
-      (linked > 0 ? `; left ${linked} hard-linked file(s) with their owner (a hard link may be a file outside the folder): check them and chown them yourself if they belong to the tenant` : '')
+      (linked > 0
+        ? `; left ${linked} hard-linked file(s) with their owner (a hard link may be a file outside the folder): check them and chown them yourself if they belong to the tenant`
+        : '')
     );
   }
 

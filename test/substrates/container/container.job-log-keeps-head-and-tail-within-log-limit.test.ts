@@ -117,7 +117,11 @@ void test('a ::ferry:: line is cut to 4 KiB, and past the signal budget only the
 
     const cut = longCheckpoint.slice(0, 4096);
     assert.equal(lines.filter((l) => l.startsWith('::ferry::checkpoint x')).length, 1);
-    assert.equal(lines.find((l) => l.startsWith('::ferry::checkpoint x')), cut, 'onLine gets the cut line');
+    assert.equal(
+      lines.find((l) => l.startsWith('::ferry::checkpoint x')),
+      cut,
+      'onLine gets the cut line',
+    );
     assert.ok(file.includes(`${cut}\n`), 'the log gets the cut line');
     assert.ok(!file.includes('x'.repeat(4097)));
     // Every checkpoint and progress still reaches onLine.
@@ -125,10 +129,20 @@ void test('a ::ferry:: line is cut to 4 KiB, and past the signal budget only the
     assert.equal(lines.filter((l) => /^::ferry::progress \d+\/30$/.test(l)).length, 30);
     // The log: the budget (4097 + 100 bytes) holds the cut line and the first few short ones, then only the latest.
     const written = file.match(/^::ferry::(checkpoint c|progress )\d+.*$/gm) ?? [];
-    assert.deepEqual(written, ['::ferry::checkpoint c1', '::ferry::progress 1/30', '::ferry::checkpoint c2', '::ferry::progress 2/30', '::ferry::checkpoint c30', '::ferry::progress 30/30']);
+    assert.deepEqual(written, [
+      '::ferry::checkpoint c1',
+      '::ferry::progress 1/30',
+      '::ferry::checkpoint c2',
+      '::ferry::progress 2/30',
+      '::ferry::checkpoint c30',
+      '::ferry::progress 30/30',
+    ]);
     const end = file.indexOf('── ferry:');
     assert.ok(file.indexOf('::ferry::checkpoint c30') < end && file.indexOf('::ferry::progress 30/30') < end, 'the latest are written before the end line');
-    assert.match(file, /── ferry: \d+ bytes of this step's output dropped here, 56 ::ferry:: lines among them \(past the 4197 bytes of such lines kept; the latest checkpoint and progress are just above\)/);
+    assert.match(
+      file,
+      /── ferry: \d+ bytes of this step's output dropped here, 56 ::ferry:: lines among them \(past the 4197 bytes of such lines kept; the latest checkpoint and progress are just above\)/,
+    );
     assert.ok(file.endsWith(line(260)));
   });
 });
@@ -161,9 +175,14 @@ void test('a bounded log is completed exactly by a replay after a crash at any p
         const seen = feed(logPath, 8, output.subarray(0, Math.floor(output.length / 3)), chunk, bound, false);
         const delivered = seen.length;
         let replayed = 0;
-        const replay = new JobLog(logPath, 8, (l) => {
-          if (++replayed > delivered) seen.push(l);
-        }, bound);
+        const replay = new JobLog(
+          logPath,
+          8,
+          (l) => {
+            if (++replayed > delivered) seen.push(l);
+          },
+          bound,
+        );
         new FrameDemuxer((s, d) => replay.push(s, d)).push(output);
         replay.close();
         assert.equal(readFileSync(logPath, 'utf8'), full.toString('utf8'), `file (written ${written}, chunk ${chunk})`);
@@ -177,7 +196,11 @@ void test('a real job over logLimit: the attempt log stays bounded, the checkpoi
   const env = await podman.require(t);
   if (!env) return;
   const spec = env.spec(await env.tenant(), {
-    argv: ['sh', '-c', 'i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo "output line $i"; [ $i = 1500 ] && echo "::ferry::checkpoint row-1500"; done; echo "::ferry::progress 3000/3000"; echo last'],
+    argv: [
+      'sh',
+      '-c',
+      'i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo "output line $i"; [ $i = 1500 ] && echo "::ferry::checkpoint row-1500"; done; echo "::ferry::progress 3000/3000"; echo last',
+    ],
   });
   await env.prepare(spec);
   const ref = env.substrate.jobRef(spec);
@@ -189,12 +212,17 @@ void test('a real job over logLimit: the attempt log stays bounded, the checkpoi
   assert.ok(!lines.includes('output line 1500'), 'ordinary lines past the head are not passed on');
 
   const log = env.readLog(spec);
-  const total = Array.from({ length: 3000 }, (_, i) => `output line ${i + 1}\n`).join('').length + '::ferry::checkpoint row-1500\n::ferry::progress 3000/3000\nlast\n'.length;
+  const total =
+    Array.from({ length: 3000 }, (_, i) => `output line ${i + 1}\n`).join('').length +
+    '::ferry::checkpoint row-1500\n::ferry::progress 3000/3000\nlast\n'.length;
   assert.ok(total > 10 * LIMIT, 'the job printed well over the limit (test setup)');
   assert.ok(Buffer.byteLength(log) < LIMIT + 400, `log of ${Buffer.byteLength(log)} bytes for a limit of ${LIMIT}`);
   assert.ok(log.startsWith('output line 1\n'));
   assert.ok(log.endsWith('::ferry::progress 3000/3000\nlast\n'));
-  assert.match(log, /::ferry::checkpoint row-1500\n[^]*── ferry: \d+ bytes of this step's output dropped here; the log keeps the first 2048 and the last 2048 bytes of each step \(logLimit 4096\) ──\n/);
+  assert.match(
+    log,
+    /::ferry::checkpoint row-1500\n[^]*── ferry: \d+ bytes of this step's output dropped here; the log keeps the first 2048 and the last 2048 bytes of each step \(logLimit 4096\) ──\n/,
+  );
   const info = await env.docker.getContainer(ref).inspect();
   assert.equal(info.Config.Labels['ferry.log-limit'], String(LIMIT));
 

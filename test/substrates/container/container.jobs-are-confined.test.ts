@@ -13,7 +13,11 @@ import type { PodmanEnv } from './support/podman-fixture.ts';
 const podman = usePodman();
 
 /** Start, watch to the end, inspect and clean up one step; returns what the job printed. */
-async function run(env: PodmanEnv, spec: StepSpec, substrate: ContainerSubstrate = env.substrate): Promise<{ lines: string[]; exitCode: number | null; info: Docker.ContainerInspectInfo }> {
+async function run(
+  env: PodmanEnv,
+  spec: StepSpec,
+  substrate: ContainerSubstrate = env.substrate,
+): Promise<{ lines: string[]; exitCode: number | null; info: Docker.ContainerInspectInfo }> {
   await env.prepare(spec);
   const ref = substrate.jobRef(spec);
   try {
@@ -32,7 +36,11 @@ void test('a job runs as its tenant uid:gid, without new privileges or capabilit
   const tenant = await env.tenant({ runAs: { uid: 200_777, gid: 200_778 } });
   const sockets = ['/run/podman/podman.sock', '/var/run/docker.sock', '/run/docker.sock', '/var/run/podman/podman.sock'];
   const spec = env.spec(tenant, {
-    argv: ['sh', '-c', `id -u; id -g; grep -E '^(NoNewPrivs|CapEff|CapPrm|CapBnd):' /proc/self/status; for s in ${sockets.join(' ')}; do [ -e "$s" ] && echo "reachable $s"; done; echo end`],
+    argv: [
+      'sh',
+      '-c',
+      `id -u; id -g; grep -E '^(NoNewPrivs|CapEff|CapPrm|CapBnd):' /proc/self/status; for s in ${sockets.join(' ')}; do [ -e "$s" ] && echo "reachable $s"; done; echo end`,
+    ],
   });
   const { lines, exitCode, info } = await run(env, spec);
   assert.equal(exitCode, 0, lines.join('\n'));
@@ -43,7 +51,11 @@ void test('a job runs as its tenant uid:gid, without new privileges or capabilit
   assert.equal(info.HostConfig.Privileged, false);
   assert.equal(info.HostConfig.PidsLimit, 1024, 'the default pids limit when the peak declares none');
   // Nothing but the two named volumes: no bind mount at all, so no engine socket.
-  const mounts = (info.Mounts as Array<{ Type: string; Name?: string; Source: string; Destination: string }>).map((m) => ({ type: m.Type, name: m.Name, destination: m.Destination }));
+  const mounts = (info.Mounts as Array<{ Type: string; Name?: string; Source: string; Destination: string }>).map((m) => ({
+    type: m.Type,
+    name: m.Name,
+    destination: m.Destination,
+  }));
   assert.deepEqual(
     mounts.sort((a, b) => a.destination.localeCompare(b.destination)),
     [
@@ -51,7 +63,8 @@ void test('a job runs as its tenant uid:gid, without new privileges or capabilit
       { type: 'volume', name: tenant.data, destination: '/ferry/tenant' },
     ],
   );
-  for (const m of info.Mounts as Array<{ Source: string }>) assert.ok(!/\.sock$|podman|docker/.test(m.Source.replace(/\/var\/lib\/containers\/storage\/volumes\/.*/, '')), `mount source ${m.Source}`);
+  for (const m of info.Mounts as Array<{ Source: string }>)
+    assert.ok(!/\.sock$|podman|docker/.test(m.Source.replace(/\/var\/lib\/containers\/storage\/volumes\/.*/, '')), `mount source ${m.Source}`);
 });
 
 void test('nothing of the server environment reaches the job: only the contract variables and the request env', async (t) => {
@@ -67,7 +80,10 @@ void test('nothing of the server environment reaches the job: only the contract 
     const spec = env.spec(tenant, { migrationId: base.migrationId, env: { ...base.env, SOURCE: 'old-shop' }, argv: ['sh', '-c', 'env'] });
     const { lines } = await run(env, spec);
     assert.ok(!lines.some((l) => l.includes(secret)), `the server's environment leaked: ${lines.join(' | ')}`);
-    const ferryNames = lines.map((l) => l.split('=')[0]).filter((n) => n?.startsWith('FERRY_')).sort();
+    const ferryNames = lines
+      .map((l) => l.split('=')[0])
+      .filter((n) => n?.startsWith('FERRY_'))
+      .sort();
     assert.deepEqual(ferryNames, ['FERRY_ATTEMPT', 'FERRY_MIGRATION_ID', 'FERRY_SCRATCH', 'FERRY_STEP', 'FERRY_TENANT', 'FERRY_TENANT_DATA']);
     assert.ok(lines.includes('SOURCE=old-shop'));
   } finally {
@@ -86,7 +102,10 @@ void test('a fork past the peak pids fails, while the same job under a higher li
   const bounded = await run(env, limited);
   assert.equal(bounded.info.HostConfig.PidsLimit, 20, 'the peak pids is the limit');
   assert.ok(!bounded.lines.includes('all-forked'), `forked 40 under a limit of 20: ${bounded.lines.join(' | ')}`);
-  assert.ok(bounded.lines.some((l) => /can't fork/.test(l)), bounded.lines.join(' | '));
+  assert.ok(
+    bounded.lines.some((l) => /can't fork/.test(l)),
+    bounded.lines.join(' | '),
+  );
 
   const roomy = await run(env, env.spec(tenant, { limits: { cpu: 500, memory: 64 * 1024 * 1024, pids: 100 }, argv: forkForty }));
   assert.deepEqual(roomy.lines, ['all-forked']);
@@ -96,17 +115,28 @@ void test('a tenant volume is written by its own identity after adoptTenantData,
   const env = await podman.require(t);
   if (!env) return;
   const tenant = await env.tenant({ runAs: { uid: 200_500, gid: 200_500 }, adopt: false });
-  const write = ['sh', '-c', 'echo mine > "$FERRY_TENANT_DATA/own.txt" && echo edited >> "$FERRY_TENANT_DATA/sub/b.txt" && echo s > "$FERRY_SCRATCH/s.txt" && stat -c "%u:%g %a" "$FERRY_SCRATCH" && echo wrote'];
+  const write = [
+    'sh',
+    '-c',
+    'echo mine > "$FERRY_TENANT_DATA/own.txt" && echo edited >> "$FERRY_TENANT_DATA/sub/b.txt" && echo s > "$FERRY_SCRATCH/s.txt" && stat -c "%u:%g %a" "$FERRY_SCRATCH" && echo wrote',
+  ];
 
   // Before the hand-over the volume is root's: the job may not write it.
   const before = await run(env, env.spec(tenant, { argv: write }));
   assert.notEqual(before.exitCode, 0);
   assert.ok(!before.lines.includes('wrote'), before.lines.join(' | '));
-  assert.ok(before.lines.some((l) => /Permission denied/.test(l)), before.lines.join(' | '));
+  assert.ok(
+    before.lines.some((l) => /Permission denied/.test(l)),
+    before.lines.join(' | '),
+  );
 
   assert.equal(await env.substrate.adoptTenantData(tenant), `handed volume ${tenant.data} over to uid 200500 gid 200500`);
   const owners = (await env.volumeOwners(tenant.data)).trim().split('\n');
-  assert.deepEqual(owners.map((l) => l.split(' ')[0]).filter((o) => o !== '200500:200500'), [], `everything is the tenant's: ${owners.join(' | ')}`);
+  assert.deepEqual(
+    owners.map((l) => l.split(' ')[0]).filter((o) => o !== '200500:200500'),
+    [],
+    `everything is the tenant's: ${owners.join(' | ')}`,
+  );
 
   const after = await run(env, env.spec(tenant, { argv: write }));
   assert.equal(after.exitCode, 0, after.lines.join(' | '));
@@ -115,8 +145,16 @@ void test('a tenant volume is written by its own identity after adoptTenantData,
 
   // Another identity on the same volume (e.g. runAs changed without a hand-over) cannot write it.
   const intruder = { ...tenant, runAs: { uid: 200_501, gid: 200_501 } };
-  const other = await run(env, env.spec(intruder, { argv: ['sh', '-c', 'id -u; touch "$FERRY_TENANT_DATA/x" || echo refused-root; echo more >> "$FERRY_TENANT_DATA/own.txt" || echo refused-file'] }));
-  assert.deepEqual(other.lines.filter((l) => !/Permission denied/.test(l)), ['200501', 'refused-root', 'refused-file']);
+  const other = await run(
+    env,
+    env.spec(intruder, {
+      argv: ['sh', '-c', 'id -u; touch "$FERRY_TENANT_DATA/x" || echo refused-root; echo more >> "$FERRY_TENANT_DATA/own.txt" || echo refused-file'],
+    }),
+  );
+  assert.deepEqual(
+    other.lines.filter((l) => !/Permission denied/.test(l)),
+    ['200501', 'refused-root', 'refused-file'],
+  );
   assert.doesNotMatch(await env.volumeContent(tenant.data), /more/);
 });
 
@@ -128,7 +166,11 @@ void test('adoptTenantData of a volume that does not exist answers null and crea
   assert.equal(await env.substrate.adoptTenantData(ghost), null);
   await assert.rejects(env.docker.getVolume(ghost.data).inspect(), 'no volume was created');
   const helpers = await env.docker.listContainers({ all: true, filters: { label: ['ferry.role=volume-helper'] } });
-  assert.deepEqual(helpers.filter((c) => c.Labels['ferry.tenant'] === tenant.id || c.Labels['ferry.tenant'] === ghost.id), [], 'no helper left behind');
+  assert.deepEqual(
+    helpers.filter((c) => c.Labels['ferry.tenant'] === tenant.id || c.Labels['ferry.tenant'] === ghost.id),
+    [],
+    'no helper left behind',
+  );
 });
 
 void test('a tenant data that is not a volume name (a host path such as the engine socket) is refused', async (t) => {
@@ -157,7 +199,9 @@ void test('allowRoot runs the job as uid 0 with the engine default capabilities,
   const env = await podman.require(t);
   if (!env) return;
   const tenant = await env.tenant({ allowRoot: true });
-  const spec = env.spec(tenant, { argv: ['sh', '-c', "id -u; grep -E '^(NoNewPrivs|CapEff):' /proc/self/status; echo root > \"$FERRY_TENANT_DATA/r.txt\" && echo wrote"] });
+  const spec = env.spec(tenant, {
+    argv: ['sh', '-c', 'id -u; grep -E \'^(NoNewPrivs|CapEff):\' /proc/self/status; echo root > "$FERRY_TENANT_DATA/r.txt" && echo wrote'],
+  });
   const { lines, info } = await run(env, spec);
   assert.equal(lines[0], '0');
   assert.ok(lines.includes('NoNewPrivs:\t1'), lines.join(' | '));

@@ -11,7 +11,10 @@ void test('the socket comes from the option, else DOCKER_HOST unix://, else the 
   assert.throws(() => resolveContainerOptions({ dataDir: '/d' }, { DOCKER_HOST: 'tcp://10.0.0.1:2375' }), /needs a local engine/);
   // socketPath is what `ferry serve` passes on from DOCKER_HOST / FERRY_DOCKER_SOCKET: read the same way.
   assert.equal(resolveContainerOptions({ dataDir: '/d', socketPath: 'unix:///x.sock' }, {}).socketPath, '/x.sock');
-  assert.throws(() => resolveContainerOptions({ dataDir: '/d', socketPath: 'tcp://10.0.0.1:2375' }, {}), /tcp:\/\/10.0.0.1:2375 is not supported: .*needs a local engine/);
+  assert.throws(
+    () => resolveContainerOptions({ dataDir: '/d', socketPath: 'tcp://10.0.0.1:2375' }, {}),
+    /tcp:\/\/10.0.0.1:2375 is not supported: .*needs a local engine/,
+  );
 });
 
 void test('options are resolved once into a frozen config with documented defaults', () => {

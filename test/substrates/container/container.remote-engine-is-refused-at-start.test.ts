@@ -16,13 +16,15 @@ import { DEFAULT_SOCKET_PATH } from '../../../src/substrates/container/container
 const dataDir = mkdtempSync(join(tmpdir(), 'ferry-remote-engine-'));
 after(() => rmSync(dataDir, { recursive: true, force: true }));
 
-const refused = (address: string) => (err: unknown): boolean => {
-  assert.ok(err instanceof FerryError, `a FerryError, got ${String(err)}`);
-  assert.equal(err.code, 'FERRY_BAD_REQUEST');
-  assert.match(err.message, new RegExp(`container engine address ${address} is not supported: the container substrate needs a local engine`));
-  assert.match(err.message, /point DOCKER_HOST, FERRY_DOCKER_SOCKET or dockerSocket at the local engine's socket/);
-  return true;
-};
+const refused =
+  (address: string) =>
+  (err: unknown): boolean => {
+    assert.ok(err instanceof FerryError, `a FerryError, got ${String(err)}`);
+    assert.equal(err.code, 'FERRY_BAD_REQUEST');
+    assert.match(err.message, new RegExp(`container engine address ${address} is not supported: the container substrate needs a local engine`));
+    assert.match(err.message, /point DOCKER_HOST, FERRY_DOCKER_SOCKET or dockerSocket at the local engine's socket/);
+    return true;
+  };
 
 for (const [name, address] of [
   ['DOCKER_HOST', 'tcp://10.0.0.1:2375'],
@@ -37,7 +39,10 @@ for (const [name, address] of [
 
 void test('ferry serve with a tcp:// DOCKER_HOST fails at start, and leaves nothing running', async () => {
   const config = compileConfig({ flags: { dataDir, port: 0 }, env: { FERRY_SUBSTRATE: 'container', DOCKER_HOST: 'tcp://10.0.0.1:2375' } });
-  await assert.rejects(startService(config, () => undefined), refused('tcp://10.0.0.1:2375'));
+  await assert.rejects(
+    startService(config, () => undefined),
+    refused('tcp://10.0.0.1:2375'),
+  );
   // The runner lock and the store were given back: the same folder starts again.
   const again = await startService(compileConfig({ flags: { dataDir, port: 0, cgroups: 'off' }, env: {} }), () => undefined);
   await again.stop();

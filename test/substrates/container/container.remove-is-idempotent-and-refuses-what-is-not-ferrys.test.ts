@@ -43,7 +43,10 @@ void test('remove() refuses containers and volumes without Ferry labels, the ten
   const foreign = await env.docker.createContainer({ name, Image: TEST_IMAGE, Cmd: ['true'], Labels: { app: 'not-ferry' } });
   try {
     for (const kind of ['scratch', 'snapshot'] as const) {
-      await assert.rejects(env.substrate.remove(kind, tenant.data), (err: unknown) => err instanceof FerryError && err.code === 'FERRY_CONFLICT' && /never tenant data/.test(err.message));
+      await assert.rejects(
+        env.substrate.remove(kind, tenant.data),
+        (err: unknown) => err instanceof FerryError && err.code === 'FERRY_CONFLICT' && /never tenant data/.test(err.message),
+      );
     }
     await assert.rejects(env.substrate.remove('job', name), (err: unknown) => err instanceof FerryError && err.code === 'FERRY_CONFLICT');
     // A scratch volume is not removable as a snapshot either.

@@ -19,7 +19,10 @@ void test("the engine's OOM flag wins over everything: limit-exceeded with the d
 });
 
 void test("Ferry's stop intent decides between deadline and cancelled, whatever the status", () => {
-  assert.equal(stepResultOf({ ...base, exitCode: 137, timeoutMs: 90_000 }, { cause: 'deadline', at }).detail, 'stopped: ran past its timeout of 90s (exit status 137)');
+  assert.equal(
+    stepResultOf({ ...base, exitCode: 137, timeoutMs: 90_000 }, { cause: 'deadline', at }).detail,
+    'stopped: ran past its timeout of 90s (exit status 137)',
+  );
   assert.equal(stepResultOf({ ...base, exitCode: 0 }, { cause: 'cancelled', at }).cause, 'cancelled');
 });
 

@@ -10,13 +10,20 @@ void test('snapshot then restore gives the tenant volume back exactly, dotfiles,
   const tenant = await env.tenant();
   // Besides the tenant's own files (handed over to its uid), one that is another uid's and
   // unreadable to others: the helpers must copy it back as it was.
-  await env.asRoot(tenant.data, 'mkdir /v/locked && echo secret > /v/locked/f && chmod 0600 /v/locked/f && chmod 0700 /v/locked && chown -R 4242:4343 /v/locked && chmod 0750 /v/sub');
+  await env.asRoot(
+    tenant.data,
+    'mkdir /v/locked && echo secret > /v/locked/f && chmod 0600 /v/locked/f && chmod 0700 /v/locked && chown -R 4242:4343 /v/locked && chmod 0750 /v/sub',
+  );
   const before = await env.volumeContent(tenant.data);
   const ownersBefore = await env.volumeOwners(tenant.data);
-  assert.match(ownersBefore, new RegExp(`^${tenant.runAs.uid}:${tenant.runAs.gid} 755 \\.$`, 'm'), 'the volume root is the tenant\'s');
+  assert.match(ownersBefore, new RegExp(`^${tenant.runAs.uid}:${tenant.runAs.gid} 755 \\.$`, 'm'), "the volume root is the tenant's");
   assert.match(ownersBefore, /^4242:4343 600 \.\/locked\/f$/m);
   const spec = env.spec(tenant, {
-    argv: ['sh', '-c', 'rm "$FERRY_TENANT_DATA/a.txt" "$FERRY_TENANT_DATA/.dot" && echo half > "$FERRY_TENANT_DATA/new.txt" && echo changed > "$FERRY_TENANT_DATA/sub/b.txt" && chmod 0700 "$FERRY_TENANT_DATA/sub"'],
+    argv: [
+      'sh',
+      '-c',
+      'rm "$FERRY_TENANT_DATA/a.txt" "$FERRY_TENANT_DATA/.dot" && echo half > "$FERRY_TENANT_DATA/new.txt" && echo changed > "$FERRY_TENANT_DATA/sub/b.txt" && chmod 0700 "$FERRY_TENANT_DATA/sub"',
+    ],
   });
   const snap = env.substrate.snapshotRef(spec.migrationId);
   assert.equal(snap, `ferry-snapshot-${spec.migrationId}`);
@@ -42,7 +49,11 @@ void test('snapshot then restore gives the tenant volume back exactly, dotfiles,
   assert.equal(await env.volumeContent(snap), before);
 
   const helpers = await env.docker.listContainers({ all: true, filters: { label: ['ferry.role=snapshot-helper'] } });
-  assert.deepEqual(helpers.filter((c) => c.Labels['ferry.migration'] === spec.migrationId), [], 'copy helpers are removed after use');
+  assert.deepEqual(
+    helpers.filter((c) => c.Labels['ferry.migration'] === spec.migrationId),
+    [],
+    'copy helpers are removed after use',
+  );
 
   await env.cleanup(spec, ref);
   await env.substrate.remove('snapshot', snap);

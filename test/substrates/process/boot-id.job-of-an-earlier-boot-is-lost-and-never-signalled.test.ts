@@ -27,10 +27,21 @@ void test('watch, stop and remove treat a job of another boot as lost and leave 
     mkdirSync(ref, { recursive: true });
     mkdirSync(dirname(logPath), { recursive: true });
     writeFileSync(logPath, '');
-    writeFileSync(join(ref, 'spec.json'), JSON.stringify({
-      labels: {}, migrationId: 'm-earlier', issue: 'github:acme/platform#1', logPath, logOffset: 0, cgroupDirs: [],
-      limits: { cpu: 1000, memory: 1 << 28 }, timeoutMs: null, startedAt: new Date().toISOString(), bootId: 'a-boot-before-this-one',
-    }));
+    writeFileSync(
+      join(ref, 'spec.json'),
+      JSON.stringify({
+        labels: {},
+        migrationId: 'm-earlier',
+        issue: 'github:acme/platform#1',
+        logPath,
+        logOffset: 0,
+        cgroupDirs: [],
+        limits: { cpu: 1000, memory: 1 << 28 },
+        timeoutMs: null,
+        startedAt: new Date().toISOString(),
+        bootId: 'a-boot-before-this-one',
+      }),
+    );
     writeFileSync(join(ref, 'pid'), `${pid} ${startTime(pid)} ${pid} ${startTime(pid)}\n`);
 
     const result = await kit.substrate.watch(ref, () => undefined);

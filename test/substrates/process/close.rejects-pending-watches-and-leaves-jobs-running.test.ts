@@ -11,10 +11,16 @@ void test('a pending watch rejects with substrate closed and the job keeps runni
     await kit.substrate.createScratch(spec.scratchRef, spec);
     await kit.substrate.start(spec, ref);
     const watched = kit.substrate.watch(ref, () => undefined);
-    const rejected = assert.rejects(watched, (err: unknown) => err instanceof FerryError && err.code === 'FERRY_INTERNAL' && err.message === 'substrate closed');
+    const rejected = assert.rejects(
+      watched,
+      (err: unknown) => err instanceof FerryError && err.code === 'FERRY_INTERNAL' && err.message === 'substrate closed',
+    );
     await kit.substrate.close();
     await rejected;
-    await assert.rejects(kit.substrate.watch(ref, () => undefined), /substrate closed/);
+    await assert.rejects(
+      kit.substrate.watch(ref, () => undefined),
+      /substrate closed/,
+    );
     const { supervisor, job } = pidsOf(ref);
     assert.equal(isRunning(supervisor), true);
     assert.equal(isRunning(job), true);

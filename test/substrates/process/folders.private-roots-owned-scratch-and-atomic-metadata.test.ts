@@ -58,9 +58,16 @@ void test('listLabelled skips and reports empty or broken metadata, and lists th
     const listed = await kit.substrate.listLabelled();
     assert.deepEqual(listed, [{ kind: 'scratch', ref: spec.scratchRef, migrationId: spec.migrationId, issue: spec.issue }]);
     assert.equal(warnings.length, 3, warnings.join('\n'));
-    for (const name of ['m-crashed', 'm-garbled', 'm-wrong']) assert.ok(warnings.some((w) => w.includes(`${name}.ferry.json`)), name);
+    for (const name of ['m-crashed', 'm-garbled', 'm-wrong'])
+      assert.ok(
+        warnings.some((w) => w.includes(`${name}.ferry.json`)),
+        name,
+      );
     // Written through a temporary file that is renamed: none is left behind.
-    assert.deepEqual(readdirSync(root).filter((n) => n.includes('.tmp')), []);
+    assert.deepEqual(
+      readdirSync(root).filter((n) => n.includes('.tmp')),
+      [],
+    );
   } finally {
     await kit.cleanup();
   }

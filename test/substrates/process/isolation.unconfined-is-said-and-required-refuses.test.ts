@@ -87,7 +87,11 @@ void test('confined, isolation() says so, and the enforced dimensions follow the
   try {
     assert.equal(confined.substrate.isolation().isolated, true, confined.substrate.isolation().detail);
     assert.match(confined.substrate.isolation().detail, /mount, PID, IPC and UTS namespaces/);
-    if (confined.substrate.limits().enforced) assert.deepEqual(confined.substrate.enforcedDimensions().filter((d) => d !== 'pids'), ['memory', 'cpu']);
+    if (confined.substrate.limits().enforced)
+      assert.deepEqual(
+        confined.substrate.enforcedDimensions().filter((d) => d !== 'pids'),
+        ['memory', 'cpu'],
+      );
     assert.deepEqual(noLimits.substrate.enforcedDimensions(), []);
   } finally {
     await confined.cleanup();

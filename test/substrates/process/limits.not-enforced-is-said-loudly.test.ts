@@ -12,7 +12,10 @@ void test('with cgroups off, the start log warns and migrations carry limitsEnfo
   const logs: string[] = [];
   const service = await startService(compileConfig({ flags: { dataDir, port: 0, cgroups: 'off' }, env: {} }), (level, msg) => logs.push(`${level} ${msg}`));
   try {
-    assert.ok(logs.some((l) => l.startsWith('warn LIMITS NOT ENFORCED')), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => l.startsWith('warn LIMITS NOT ENFORCED')),
+      logs.join('\n'),
+    );
     const token = readFileSync(join(dataDir, 'token'), 'utf8').trim();
     const api = (method: string, path: string, body?: unknown) => call(service.url, token, method, path, body);
     await api('PUT', '/v1/tenants/shop', { steadyState: { cpu: '1', memory: '512Mi' } });

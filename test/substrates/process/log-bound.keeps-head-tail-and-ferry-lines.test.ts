@@ -34,7 +34,6 @@ function output(): string {
   return out;
 }
 
-
 void test('a job writing three times its log limit leaves head, a dropped note, its ::ferry:: lines and the tail', { timeout: 60_000 }, async () => {
   const kit = await processKit({ logLimit: LIMIT });
   try {
@@ -93,36 +92,40 @@ void test('output under the limit reaches the log whole, without a note', { time
   }
 });
 
-void test('::ferry:: lines past the head are cut to 4 KiB, and past 1 MiB of them only the latest checkpoint and progress are kept', { timeout: 60_000 }, async () => {
-  const kit = await processKit({ logLimit: LIMIT });
-  try {
-    // 40,000 lines of ~100 bytes: about 4 MiB of checkpoints and progress after a long one.
-    const awk = String.raw`BEGIN {
+void test(
+  '::ferry:: lines past the head are cut to 4 KiB, and past 1 MiB of them only the latest checkpoint and progress are kept',
+  { timeout: 60_000 },
+  async () => {
+    const kit = await processKit({ logLimit: LIMIT });
+    try {
+      // 40,000 lines of ~100 bytes: about 4 MiB of checkpoints and progress after a long one.
+      const awk = String.raw`BEGIN {
       x = sprintf("%0100d", 0); gsub(/0/, "x", x);
       for (i = 1; i <= 700; i++) print "plain " x;
       long = "::ferry::checkpoint long-"; for (j = 0; j < 100; j++) long = long x; print long;
       for (i = 1; i <= 20000; i++) { printf "::ferry::checkpoint c%05d %s\n", i, x; printf "::ferry::progress %d/20000 %s\n", i, x }
       print "plain last";
     }`;
-    const { spec, ref } = kit.step(['awk', awk]);
-    await kit.substrate.createScratch(spec.scratchRef, spec);
-    await kit.substrate.start(spec, ref);
-    const lines: string[] = [];
-    assert.equal((await kit.substrate.watch(ref, (line) => lines.push(line))).cause, null);
-    const log = readFileSync(spec.logPath, 'utf8');
-    const markers = log.split('\n').filter((l) => l.startsWith('::ferry::'));
-    const long = markers.find((l) => l.startsWith('::ferry::checkpoint long-'));
-    assert.equal(long?.length, 4095, 'a ::ferry:: line past the head was not cut to 4 KiB (with its newline)');
-    const markerBytes = markers.reduce((sum, l) => sum + l.length + 1, 0);
-    assert.ok(markerBytes <= 1024 * 1024 + 2 * 4096, `${markerBytes} bytes of ::ferry:: lines kept`);
-    // The latest of each, just before the tail, so a resume starts from the last checkpoint.
-    const x = 'x'.repeat(100);
-    assert.deepEqual(markers.slice(-2), [`::ferry::checkpoint c20000 ${x}`, `::ferry::progress 20000/20000 ${x}`]);
-    assert.match(log, /dropped here[^\n]*\n::ferry::checkpoint c20000 x+\n::ferry::progress 20000\/20000 x+\n/);
-    assert.ok(log.endsWith('plain last\n'));
-    assert.deepEqual(lines.slice(-2), markers.slice(-2));
-    assert.ok(log.length < LIMIT + 1024 * 1024 + 16 * 1024, `the log holds ${log.length} bytes`);
-  } finally {
-    await kit.cleanup();
-  }
-});
+      const { spec, ref } = kit.step(['awk', awk]);
+      await kit.substrate.createScratch(spec.scratchRef, spec);
+      await kit.substrate.start(spec, ref);
+      const lines: string[] = [];
+      assert.equal((await kit.substrate.watch(ref, (line) => lines.push(line))).cause, null);
+      const log = readFileSync(spec.logPath, 'utf8');
+      const markers = log.split('\n').filter((l) => l.startsWith('::ferry::'));
+      const long = markers.find((l) => l.startsWith('::ferry::checkpoint long-'));
+      assert.equal(long?.length, 4095, 'a ::ferry:: line past the head was not cut to 4 KiB (with its newline)');
+      const markerBytes = markers.reduce((sum, l) => sum + l.length + 1, 0);
+      assert.ok(markerBytes <= 1024 * 1024 + 2 * 4096, `${markerBytes} bytes of ::ferry:: lines kept`);
+      // The latest of each, just before the tail, so a resume starts from the last checkpoint.
+      const x = 'x'.repeat(100);
+      assert.deepEqual(markers.slice(-2), [`::ferry::checkpoint c20000 ${x}`, `::ferry::progress 20000/20000 ${x}`]);
+      assert.match(log, /dropped here[^\n]*\n::ferry::checkpoint c20000 x+\n::ferry::progress 20000\/20000 x+\n/);
+      assert.ok(log.endsWith('plain last\n'));
+      assert.deepEqual(lines.slice(-2), markers.slice(-2));
+      assert.ok(log.length < LIMIT + 1024 * 1024 + 16 * 1024, `the log holds ${log.length} bytes`);
+    } finally {
+      await kit.cleanup();
+    }
+  },
+);

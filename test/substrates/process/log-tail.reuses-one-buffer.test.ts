@@ -21,7 +21,10 @@ void test('twenty reads of a growing log allocate one read buffer and hand out e
     assert.equal(await tail.read(true), false);
     const big = allocUnsafe.mock.calls.filter((c) => (c.arguments[0] as number) >= 4096);
     assert.equal(big.length, 1, `read buffers allocated: ${big.map((c) => c.arguments[0]).join(', ')}`);
-    assert.deepEqual(lines, Array.from({ length: 20 }, (_, i) => `::ferry::progress ${i}/20`));
+    assert.deepEqual(
+      lines,
+      Array.from({ length: 20 }, (_, i) => `::ferry::progress ${i}/20`),
+    );
   } finally {
     allocUnsafe.mock.restore();
     removeDir(dir);

@@ -19,7 +19,10 @@ void test('remove(job) removes the job cgroups when spec.json is missing', async
     assert.ok(dirs.length > 0 && dirs.every((d) => existsSync(d)), `cgroups: ${dirs.join(', ')}`);
     rmSync(join(ref, 'spec.json'));
     await kit.substrate.remove('job', ref);
-    assert.deepEqual(dirs.filter((d) => existsSync(d)), []);
+    assert.deepEqual(
+      dirs.filter((d) => existsSync(d)),
+      [],
+    );
     assert.equal(existsSync(ref), false);
   } finally {
     await kit.cleanup();

@@ -20,10 +20,16 @@ void test('stop() and remove() succeed when the supervisor vanishes right before
     });
     try {
       await kit.substrate.stop(ref);
-      assert.ok(kill.mock.calls.some((c) => c.arguments[0] === supervisor), 'stop() did not signal the supervisor');
+      assert.ok(
+        kill.mock.calls.some((c) => c.arguments[0] === supervisor),
+        'stop() did not signal the supervisor',
+      );
       kill.mock.resetCalls();
       await kit.substrate.remove('job', ref);
-      assert.ok(kill.mock.calls.some((c) => c.arguments[0] === supervisor), 'remove() did not signal the supervisor');
+      assert.ok(
+        kill.mock.calls.some((c) => c.arguments[0] === supervisor),
+        'remove() did not signal the supervisor',
+      );
     } finally {
       kill.mock.restore();
     }

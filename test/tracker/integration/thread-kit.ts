@@ -143,7 +143,9 @@ export interface Delivery {
 }
 
 function webIssue(thread: ThreadRef): string {
-  return thread.kind === 'gitlab' ? `https://gitlab.example/${thread.repo}/-/issues/${thread.number}` : `https://${thread.kind}.example/${thread.repo}/issues/${thread.number}`;
+  return thread.kind === 'gitlab'
+    ? `https://gitlab.example/${thread.repo}/-/issues/${thread.number}`
+    : `https://${thread.kind}.example/${thread.repo}/issues/${thread.number}`;
 }
 
 const GITLAB_ACTIONS = { opened: 'open', edited: 'update', closed: 'close', reopened: 'reopen' } as const;
@@ -157,7 +159,13 @@ export function issueDelivery(thread: ThreadRef, action: 'opened' | 'edited' | '
         event_type: 'issue',
         user: { id: 1, name: author, username: author },
         project: { id: 42, path_with_namespace: thread.repo, web_url: `https://gitlab.example/${thread.repo}` },
-        object_attributes: { iid: thread.number, action: GITLAB_ACTIONS[action], description, url: webIssue(thread), state: action === 'closed' ? 'closed' : 'opened' },
+        object_attributes: {
+          iid: thread.number,
+          action: GITLAB_ACTIONS[action],
+          description,
+          url: webIssue(thread),
+          state: action === 'closed' ? 'closed' : 'opened',
+        },
       },
     };
   }
@@ -165,7 +173,13 @@ export function issueDelivery(thread: ThreadRef, action: 'opened' | 'edited' | '
     event: 'issues',
     payload: {
       action,
-      issue: { number: thread.number, title: 'Move the shop data', body: description, html_url: webIssue(thread), state: action === 'closed' ? 'closed' : 'open' },
+      issue: {
+        number: thread.number,
+        title: 'Move the shop data',
+        body: description,
+        html_url: webIssue(thread),
+        state: action === 'closed' ? 'closed' : 'open',
+      },
       repository: { full_name: thread.repo },
       sender: { login: author },
     },
@@ -220,7 +234,12 @@ export interface Sent {
 }
 
 /** POST a signed delivery to Ferry. */
-export async function deliver(ferry: Ferry, kind: TrackerKind, delivery: Delivery, options: { deliveryId?: string; headers?: Record<string, string>; raw?: Buffer } = {}): Promise<Sent> {
+export async function deliver(
+  ferry: Ferry,
+  kind: TrackerKind,
+  delivery: Delivery,
+  options: { deliveryId?: string; headers?: Record<string, string>; raw?: Buffer } = {},
+): Promise<Sent> {
   const deliveryId = options.deliveryId ?? randomUUID();
   const raw = options.raw ?? rawBody(delivery.payload);
   const headers = { 'content-type': 'application/json', ...(await signedHeaders(kind, delivery.event, raw, deliveryId)), ...options.headers };

@@ -48,7 +48,10 @@ for (const kind of TRACKER_KINDS) {
     const release = join(ferry.dataDir, 'tenants', 'shop', 'release-copy');
     const body = requestBody([
       { name: 'copy', run: ['sh', '-c', `while [ ! -f '${release}' ]; do sleep 0.05; done; echo copied`] },
-      { name: 'index', run: ['sh', '-c', 'echo indexing; echo "::ferry::checkpoint 42"; [ "$FERRY_ATTEMPT" -ge 2 ] || { echo "ERROR: disk full"; exit 3; }; echo indexed'] },
+      {
+        name: 'index',
+        run: ['sh', '-c', 'echo indexing; echo "::ferry::checkpoint 42"; [ "$FERRY_ATTEMPT" -ge 2 ] || { echo "ERROR: disk full"; exit 3; }; echo indexed'],
+      },
     ]);
 
     // 1. The issue is opened with a ferry block: filed, and answered with the verdict.
@@ -138,7 +141,10 @@ for (const kind of TRACKER_KINDS) {
     assert.equal(firstLine(summary), '<!-- ferry:closure -->');
     const artifacts = (await ferry.api('GET', `/v1/migrations/${id}`)).body.artifacts as Array<{ kind: string; state: string }>;
     assert.ok(artifacts.length > 0);
-    assert.ok(artifacts.every((a) => a.state === 'removed'), 'every artifact removed');
+    assert.ok(
+      artifacts.every((a) => a.state === 'removed'),
+      'every artifact removed',
+    );
     assertLines(summary, [
       '### Ferry: issue closed',
       `Removed ${artifacts.length} job artifacts:`,

@@ -36,7 +36,11 @@ for (const kind of TRACKER_KINDS) {
     const unsigned = { ...headers };
     delete unsigned[signatureHeader];
     assert.equal((await deliver(ferry, kind, approve, { headers: { [signatureHeader]: '' } })).status, 401);
-    const res = await fetch(`${ferry.url}/v1/hooks/${kind}`, { method: 'POST', headers: { 'content-type': 'application/json', ...unsigned }, body: new Uint8Array(raw) });
+    const res = await fetch(`${ferry.url}/v1/hooks/${kind}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...unsigned },
+      body: new Uint8Array(raw),
+    });
     assert.equal(res.status, 401);
     assert.equal((await res.json()).code, 'FERRY_UNAUTHENTICATED');
 
@@ -47,7 +51,11 @@ for (const kind of TRACKER_KINDS) {
     // Body changed after signing (GitLab's token does not cover the body: see docs; it is accepted there).
     if (kind !== 'gitlab') {
       const tampered = Buffer.from(raw.toString('utf8').replace('/ferry approve', '/ferry abandon now'));
-      const r = await fetch(`${ferry.url}/v1/hooks/${kind}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: new Uint8Array(tampered) });
+      const r = await fetch(`${ferry.url}/v1/hooks/${kind}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: new Uint8Array(tampered),
+      });
       assert.equal(r.status, 401);
     }
 
@@ -62,7 +70,11 @@ for (const kind of TRACKER_KINDS) {
     assert.equal((await deliver(ferry, kind, wrongShape)).status, 400);
     const noId = await signedHeaders(kind, approve.event, raw, 'x');
     for (const h of ['x-github-delivery', 'x-gitea-delivery', 'x-gitlab-event-uuid']) delete noId[h];
-    const r = await fetch(`${ferry.url}/v1/hooks/${kind}`, { method: 'POST', headers: { 'content-type': 'application/json', ...noId }, body: new Uint8Array(raw) });
+    const r = await fetch(`${ferry.url}/v1/hooks/${kind}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...noId },
+      body: new Uint8Array(raw),
+    });
     assert.equal(r.status, 400);
 
     // A replay of a delivery that was applied: acknowledged, not applied again.

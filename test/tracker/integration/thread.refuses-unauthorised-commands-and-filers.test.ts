@@ -29,7 +29,10 @@ void test('unauthorised filers and commanders, and malformed commands, get a rep
   await deliverOk(ferry, 'github', issueDelivery(strangers, 'opened', body, 'mallory'));
   await outboxDrained(ferry);
   assert.equal((await migrationsOf(ferry, refOf(strangers))).length, 0);
-  assert.match(current(tracker).at(-1)!, /^<!-- ferry:reply -->\n@mallory: the request in this issue was not filed: mallory is not a filer on this tracker; ask a Ferry admin to add mallory to the filers/);
+  assert.match(
+    current(tracker).at(-1)!,
+    /^<!-- ferry:reply -->\n@mallory: the request in this issue was not filed: mallory is not a filer on this tracker; ask a Ferry admin to add mallory to the filers/,
+  );
 
   const thread: ThreadRef = { kind: 'github', repo: 'acme/platform', number: 21 };
   await deliverOk(ferry, 'github', issueDelivery(thread, 'opened', body, 'alice'));
@@ -40,13 +43,21 @@ void test('unauthorised filers and commanders, and malformed commands, get a rep
   const comments = tracker.comments.length;
 
   const refusals: Array<[string, string, string]> = [
-    ['alice', '/ferry approve', '@alice: `/ferry approve` was not applied. alice is not an operator on this tracker (only filer); ask a Ferry admin to add alice to the operators'],
+    [
+      'alice',
+      '/ferry approve',
+      '@alice: `/ferry approve` was not applied. alice is not an operator on this tracker (only filer); ask a Ferry admin to add alice to the operators',
+    ],
     ['mallory', '/ferry abandon not needed', '@mallory: `/ferry abandon not needed` was not applied. mallory is not an operator on this tracker;'],
     ['mallory', '/ferry status', '@mallory: `/ferry status` was not applied. mallory is not a filer on this tracker;'],
     ['olga', '/ferry resume', '@olga: `/ferry resume` was not applied. /ferry resume needs a reason on the same line'],
     ['olga', '/ferry launch', '@olga: `/ferry launch` was not applied. /ferry launch is not a command; the commands are /ferry approve'],
     ['olga', '/ferry approve\n/ferry cancel', '@olga: `/ferry approve` was not applied. this comment has 2 /ferry commands; post one command per comment'],
-    ['olga', '/ferry resume it is fine now', `@olga: \`/ferry resume it is fine now\` was not applied. migration ${m.id} is filed; resume applies only to a migration that is held`],
+    [
+      'olga',
+      '/ferry resume it is fine now',
+      `@olga: \`/ferry resume it is fine now\` was not applied. migration ${m.id} is filed; resume applies only to a migration that is held`,
+    ],
   ];
   for (const [author, text] of refusals) await deliverOk(ferry, 'github', commentDelivery(thread, text, author));
   await outboxDrained(ferry);
@@ -65,7 +76,10 @@ void test('unauthorised filers and commanders, and malformed commands, get a rep
   // A filer may ask for the status: a one-line reply, recorded with the tracker user as actor.
   await deliverOk(ferry, 'github', commentDelivery(thread, '/ferry status', 'alice'));
   await outboxDrained(ferry);
-  assert.match(current(tracker).at(-1)!, new RegExp(`^<!-- ferry:reply -->\\n@alice: migration \`${m.id}\` is \\*\\*filed\\*\\* \\(no attempt yet\\)\\. It starts after an operator approves it`));
+  assert.match(
+    current(tracker).at(-1)!,
+    new RegExp(`^<!-- ferry:reply -->\\n@alice: migration \`${m.id}\` is \\*\\*filed\\*\\* \\(no attempt yet\\)\\. It starts after an operator approves it`),
+  );
   const events = (await ferry.api('GET', `/v1/migrations/${m.id}`)).body.events as Array<{ kind: string; actor: string }>;
   assert.equal(events.at(-1)?.kind, 'status');
   assert.equal(events.at(-1)?.actor, 'github:alice');
@@ -105,7 +119,10 @@ void test('edits: a filed request is replaced, a rejected one is checked again, 
   await deliverOk(ferry, 'github', issueDelivery(thread, 'edited', requestBody(steps, 'shop', { cpu: '500m', memory: '512Mi' }), 'alice'));
   await outboxDrained(ferry);
   const list = await migrationsOf(ferry, issue);
-  assert.deepEqual(list.map((m) => m.state), ['cancelled', 'filed']);
+  assert.deepEqual(
+    list.map((m) => m.state),
+    ['cancelled', 'filed'],
+  );
   const second = list[1]!;
   const [note, verdict] = current(tracker).slice(-2);
   assert.match(note!, new RegExp(`@alice: migration \`${first.id}\` \\(filed, not approved yet\\) was cancelled because the request was edited`));
@@ -116,8 +133,13 @@ void test('edits: a filed request is replaced, a rejected one is checked again, 
   await waitForState(ferry, second.id, 'running');
   await deliverOk(ferry, 'github', issueDelivery(thread, 'edited', requestBody(steps, 'shop', { cpu: '250m', memory: '512Mi' }), 'alice'));
   await outboxDrained(ferry);
-  await waitFor('the note', () => current(tracker).some((c) => c.includes(`@alice: migration \`${second.id}\` is already running, so this edit does not change it`)));
-  assert.deepEqual((await migrationsOf(ferry, issue)).map((m) => m.state), ['cancelled', 'running']);
+  await waitFor('the note', () =>
+    current(tracker).some((c) => c.includes(`@alice: migration \`${second.id}\` is already running, so this edit does not change it`)),
+  );
+  assert.deepEqual(
+    (await migrationsOf(ferry, issue)).map((m) => m.state),
+    ['cancelled', 'running'],
+  );
   writeFileSync(release, '');
   await waitForState(ferry, second.id, 'succeeded');
 });

@@ -102,17 +102,29 @@ export function usePodman(options: Partial<ContainerSubstrateOptions> = {}): Fix
     if (!env) return;
     const leaked = (await env.substrate.listLabelled()).filter((o) => migrationIds.has(o.migrationId));
     for (const o of leaked) {
-      if (o.kind === 'job') await docker.getContainer(o.ref).remove({ force: true }).catch(() => undefined);
+      if (o.kind === 'job')
+        await docker
+          .getContainer(o.ref)
+          .remove({ force: true })
+          .catch(() => undefined);
     }
     for (const o of leaked) {
-      if (o.kind !== 'job') await docker.getVolume(o.ref).remove().catch(() => undefined);
+      if (o.kind !== 'job')
+        await docker
+          .getVolume(o.ref)
+          .remove()
+          .catch(() => undefined);
     }
     assert.deepEqual(leaked, [], 'the test left Ferry-labelled containers or volumes behind');
   });
 
   after(async () => {
     for (const s of substrates) await s.close();
-    for (const v of tenantVolumes) await docker.getVolume(v).remove().catch(() => undefined);
+    for (const v of tenantVolumes)
+      await docker
+        .getVolume(v)
+        .remove()
+        .catch(() => undefined);
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -145,7 +157,11 @@ export function usePodman(options: Partial<ContainerSubstrateOptions> = {}): Fix
           const volume = `ferry-test-${id}`;
           await docker.createVolume({ Name: volume, Labels: { 'ferry-test': 'tenant-data' } });
           tenantVolumes.push(volume);
-          await runHelper(docker, [{ Type: 'volume', Source: volume, Target: '/v' }], `mkdir -p /v/sub && echo "hello ${id}" > /v/a.txt && echo nested > /v/sub/b.txt && echo hidden > /v/.dot`);
+          await runHelper(
+            docker,
+            [{ Type: 'volume', Source: volume, Target: '/v' }],
+            `mkdir -p /v/sub && echo "hello ${id}" > /v/a.txt && echo nested > /v/sub/b.txt && echo hidden > /v/.dot`,
+          );
           const tenant: Tenant = {
             id,
             steadyState: { cpu: 500, memory: 64 * MiB },
@@ -178,10 +194,18 @@ export function usePodman(options: Partial<ContainerSubstrateOptions> = {}): Fix
         },
         restartedSubstrate: () => make(d),
         async volumeContent(volume) {
-          return runHelper(docker, [{ Type: 'volume', Source: volume, Target: '/v', ReadOnly: true }], 'cd /v && find . -type f | sort | while read f; do echo "$f	$(cat "$f")"; done');
+          return runHelper(
+            docker,
+            [{ Type: 'volume', Source: volume, Target: '/v', ReadOnly: true }],
+            'cd /v && find . -type f | sort | while read f; do echo "$f	$(cat "$f")"; done',
+          );
         },
         async volumeOwners(volume) {
-          return runHelper(docker, [{ Type: 'volume', Source: volume, Target: '/v', ReadOnly: true }], 'cd /v && find . | sort | while read f; do stat -c "%u:%g %a %n" "$f"; done');
+          return runHelper(
+            docker,
+            [{ Type: 'volume', Source: volume, Target: '/v', ReadOnly: true }],
+            'cd /v && find . | sort | while read f; do stat -c "%u:%g %a %n" "$f"; done',
+          );
         },
         asRoot(volume, script) {
           return runHelper(docker, [{ Type: 'volume', Source: volume, Target: '/v' }], script);
