@@ -3,11 +3,10 @@
  * issues) < admin (tenants). A refused request is a problem answer and changes nothing.
  */
 import assert from 'node:assert/strict';
-import { statSync, writeFileSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { stringify as toYaml } from 'yaml';
-import { call, removeDir, request, sh, startFerry, tempDir, type Ferry } from '../support/harness.ts';
+import { call, removeDir, request, sh, startFerry, tempDir, type Ferry, writeTokensFile } from '../support/harness.ts';
 import { assertProblem } from './problem-assertions.ts';
 
 const FILER = 'filer-token-0123456789abcdef';
@@ -24,18 +23,11 @@ void describe('auth and roles', () => {
 
   before(async () => {
     tokensDir = tempDir('ferry-tokens-');
-    const tokensFile = join(tokensDir, 'tokens.yaml');
-    writeFileSync(
-      tokensFile,
-      toYaml({
-        tokens: [
-          { name: 'fiona', role: 'filer', token: FILER },
-          { name: 'otto', role: 'operator', token: OPERATOR },
-          { name: 'ada', role: 'admin', token: OTHER_ADMIN },
-        ],
-      }),
-      { mode: 0o600 },
-    );
+    const tokensFile = writeTokensFile(tokensDir, [
+      { name: 'fiona', role: 'filer', token: FILER },
+      { name: 'otto', role: 'operator', token: OPERATOR },
+      { name: 'ada', role: 'admin', token: OTHER_ADMIN },
+    ]);
     ferry = await startFerry({ tokensFile });
     assert.equal((await ferry.api('PUT', '/v1/tenants/shop', { steadyState: { cpu: '1', memory: '1Gi' } })).status, 201);
     const filed = await as(FILER, 'POST', '/v1/migrations', request('shop', [{ name: 'noop', run: sh('true') }]));

@@ -5,12 +5,9 @@
  * Origin; a bearer token needs neither; DELETE /v1/session ends the session; an idle session ends.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { stringify as toYaml } from 'yaml';
 import { SessionStore } from '../../src/api/session.ts';
-import { call, removeDir, request, sh, startFerry, tempDir, type Ferry } from '../support/harness.ts';
+import { call, removeDir, request, sh, startFerry, tempDir, type Ferry, writeTokensFile } from '../support/harness.ts';
 import { assertProblem } from './problem-assertions.ts';
 
 const OPERATOR = 'operator-token-0123456789abcdef';
@@ -41,17 +38,10 @@ void describe('console sessions and CSRF', () => {
 
   before(async () => {
     tokensDir = tempDir('ferry-tokens-');
-    const tokensFile = join(tokensDir, 'tokens.yaml');
-    writeFileSync(
-      tokensFile,
-      toYaml({
-        tokens: [
-          { name: 'otto', role: 'operator', token: OPERATOR },
-          { name: 'shop-team', role: 'filer', token: SHOP_FILER, tenants: ['shop'] },
-        ],
-      }),
-      { mode: 0o600 },
-    );
+    const tokensFile = writeTokensFile(tokensDir, [
+      { name: 'otto', role: 'operator', token: OPERATOR },
+      { name: 'shop-team', role: 'filer', token: SHOP_FILER, tenants: ['shop'] },
+    ]);
     ferry = await startFerry({ tokensFile });
     origin = ferry.url;
     for (const t of ['shop', 'blog']) assert.equal((await ferry.api('PUT', `/v1/tenants/${t}`, { steadyState: { cpu: '1', memory: '1Gi' } })).status, 201);

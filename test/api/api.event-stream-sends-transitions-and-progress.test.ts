@@ -8,8 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { stringify as toYaml } from 'yaml';
-import { call, removeDir, request, sh, startFerry, tempDir, waitFor, type Ferry } from '../support/harness.ts';
+import { call, removeDir, request, sh, startFerry, tempDir, waitFor, type Ferry, writeTokensFile } from '../support/harness.ts';
 import { assertProblem } from './problem-assertions.ts';
 
 const SHOP = 'shop-filer-token-0123456789abcdef';
@@ -59,17 +58,10 @@ void describe('event stream', () => {
 
   before(async () => {
     tokensDir = tempDir('ferry-tokens-');
-    const tokensFile = join(tokensDir, 'tokens.yaml');
-    writeFileSync(
-      tokensFile,
-      toYaml({
-        tokens: [
-          { name: 'shop-team', role: 'filer', token: SHOP, tenants: ['shop'] },
-          { name: 'other', role: 'filer', token: OTHER },
-        ],
-      }),
-      { mode: 0o600 },
-    );
+    const tokensFile = writeTokensFile(tokensDir, [
+      { name: 'shop-team', role: 'filer', token: SHOP, tenants: ['shop'] },
+      { name: 'other', role: 'filer', token: OTHER },
+    ]);
     ferry = await startFerry({ tokensFile, maxFollowers: 4, maxFollowersPerToken: 2 });
     for (const t of ['shop', 'blog']) assert.equal((await ferry.api('PUT', `/v1/tenants/${t}`, { steadyState: { cpu: '1', memory: '1Gi' } })).status, 201);
   });

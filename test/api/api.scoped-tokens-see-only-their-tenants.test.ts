@@ -4,11 +4,8 @@
  * another tenant answers 404, exactly as what does not exist, and nothing changes.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { stringify as toYaml } from 'yaml';
-import { call, removeDir, request, sh, startFerry, tempDir, type Ferry } from '../support/harness.ts';
+import { call, removeDir, request, sh, startFerry, tempDir, type Ferry, writeTokensFile } from '../support/harness.ts';
 import { assertProblem } from './problem-assertions.ts';
 
 const SHOP_OPERATOR = 'shop-operator-token-0123456789';
@@ -24,18 +21,11 @@ void describe('tokens limited to tenants', () => {
 
   before(async () => {
     tokensDir = tempDir('ferry-tokens-');
-    const tokensFile = join(tokensDir, 'tokens.yaml');
-    writeFileSync(
-      tokensFile,
-      toYaml({
-        tokens: [
-          { name: 'shop-ops', role: 'operator', token: SHOP_OPERATOR, tenants: ['shop'] },
-          { name: 'shop-ci', role: 'filer', token: SHOP_FILER, tenants: ['shop'] },
-          { name: 'shop-admin', role: 'admin', token: SHOP_ADMIN, tenants: ['shop', 'shop-two'] },
-        ],
-      }),
-      { mode: 0o600 },
-    );
+    const tokensFile = writeTokensFile(tokensDir, [
+      { name: 'shop-ops', role: 'operator', token: SHOP_OPERATOR, tenants: ['shop'] },
+      { name: 'shop-ci', role: 'filer', token: SHOP_FILER, tenants: ['shop'] },
+      { name: 'shop-admin', role: 'admin', token: SHOP_ADMIN, tenants: ['shop', 'shop-two'] },
+    ]);
     ferry = await startFerry({ tokensFile });
     for (const id of ['shop', 'blog']) assert.equal((await ferry.api('PUT', `/v1/tenants/${id}`, { steadyState: { cpu: '1', memory: '1Gi' } })).status, 201);
     const blog = await ferry.api('POST', '/v1/migrations', request('blog', [{ name: 'a', run: sh('true') }], { issue: 'github:acme/platform#20' }));

@@ -5,12 +5,9 @@
  * the session on the server.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Browser } from 'playwright-core';
-import { stringify as toYaml } from 'yaml';
-import { removeDir, request, sh, startFerry, tempDir, waitFor, type Ferry } from '../support/harness.ts';
+import { removeDir, request, sh, startFerry, tempDir, waitFor, type Ferry, writeTokensFile } from '../support/harness.ts';
 import { assertAccessible, browserMissing, launchChromium, newPage, signIn } from './browser.ts';
 
 const FILER = 'filer-token-0123456789abcdef';
@@ -26,17 +23,10 @@ void describe('console sign-in, roles and forged requests', { skip: missing }, (
 
   before(async () => {
     tokensDir = tempDir('ferry-tokens-');
-    const tokensFile = join(tokensDir, 'tokens.yaml');
-    writeFileSync(
-      tokensFile,
-      toYaml({
-        tokens: [
-          { name: 'fiona', role: 'filer', token: FILER },
-          { name: 'otto', role: 'operator', token: OPERATOR },
-        ],
-      }),
-      { mode: 0o600 },
-    );
+    const tokensFile = writeTokensFile(tokensDir, [
+      { name: 'fiona', role: 'filer', token: FILER },
+      { name: 'otto', role: 'operator', token: OPERATOR },
+    ]);
     ferry = await startFerry({ tokensFile });
     assert.equal((await ferry.api('PUT', '/v1/tenants/shop', { steadyState: { cpu: '1', memory: '1Gi' } })).status, 201);
     const filed = await ferry.api('POST', '/v1/migrations', request('shop', [{ name: 'fails', run: sh('echo failing; exit 3') }]));

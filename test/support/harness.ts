@@ -2,9 +2,10 @@
  * Test harness: a real Ferry service (real SQLite file or PostgreSQL, real substrate, real HTTP on
  * 127.0.0.1) in a fresh temporary data folder, plus an API client and waiting helpers.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stringify as toYaml } from 'yaml';
 import { compileConfig, type RawOptions } from '../../src/config.ts';
 import { startService, type FerryService } from '../../src/service.ts';
 
@@ -73,6 +74,16 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** A tokens file (tokensFile option) in `dir` with these tokens; returns its path. */
+export function writeTokensFile(
+  dir: string,
+  tokens: ReadonlyArray<{ name: string; role: string; token?: string; sha256?: string; tenants?: string[] }>,
+): string {
+  const path = join(dir, 'tokens.yaml');
+  writeFileSync(path, toYaml({ tokens }), { mode: 0o600 });
+  return path;
 }
 
 export function removeDir(dir: string): void {
