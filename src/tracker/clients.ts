@@ -278,37 +278,21 @@ function refOf(issue: string, tracker: TrackerKind): IssueRef {
   try {
     ref = parseIssueRef(issue);
   } catch (err) {
-    throw new TrackerError(
-      { tracker, retryable: false, status: null, method: '', path: '', message: `${JSON.stringify(issue)} is not a normalised issue ref` },
-      { cause: err },
-    );
+    throw badRef(tracker, `${JSON.stringify(issue)} is not a normalised issue ref`, err);
   }
-  if (ref.tracker !== tracker) {
-    throw new TrackerError({
-      tracker,
-      retryable: false,
-      status: null,
-      method: '',
-      path: '',
-      message: `${issue} belongs to ${ref.tracker}, not to this ${tracker} client`,
-    });
-  }
+  if (ref.tracker !== tracker) throw badRef(tracker, `${issue} belongs to ${ref.tracker}, not to this ${tracker} client`);
   return ref;
+}
+
+/** An issue ref this client cannot address: a permanent failure, before any request is made. */
+function badRef(tracker: TrackerKind, message: string, cause?: unknown): TrackerError {
+  return new TrackerError({ tracker, retryable: false, status: null, method: '', path: '', message }, cause === undefined ? undefined : { cause });
 }
 
 function ownerRepo(issue: string, tracker: TrackerKind): { owner: string; repo: string; number: number } {
   const ref = refOf(issue, tracker);
   const parts = ref.repo.split('/');
-  if (parts.length !== 2) {
-    throw new TrackerError({
-      tracker,
-      retryable: false,
-      status: null,
-      method: '',
-      path: '',
-      message: `${issue}: ${tracker} repositories are owner/repo, not nested paths`,
-    });
-  }
+  if (parts.length !== 2) throw badRef(tracker, `${issue}: ${tracker} repositories are owner/repo, not nested paths`);
   return { owner: parts[0] as string, repo: parts[1] as string, number: ref.number };
 }
 
