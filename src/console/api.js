@@ -105,3 +105,20 @@ export function onEvent(fn) {
   listeners.add(fn);
   return () => listeners.delete(fn);
 }
+
+/**
+ * Calls `load` again shortly after each migration event that `wanted` accepts, coalescing bursts
+ * (a transition often comes with its neighbours). Returns the function that stops it.
+ */
+export function reloadOnMigrationEvents(wanted, load) {
+  let timer = null;
+  const stop = onEvent((kind, data) => {
+    if (kind !== 'migration' || !wanted(data)) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => void load().catch(() => {}), 300);
+  });
+  return () => {
+    stop();
+    clearTimeout(timer);
+  };
+}

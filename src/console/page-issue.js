@@ -1,6 +1,6 @@
 // One issue: its migrations together, and (operators) `Close issue`, which cancels what is not
 // final and removes every artifact of its migrations; the answer lists what was removed.
-import { ApiError, api, onEvent } from './api.js';
+import { ApiError, api, reloadOnMigrationEvents } from './api.js';
 import { age, announce, fill, h, migrationLink, progressBar, stateBadge, table } from './dom.js';
 
 export async function renderIssue(main, { me, arg: ref }) {
@@ -104,16 +104,10 @@ export async function renderIssue(main, { me, arg: ref }) {
     confirm.focus();
   }
 
-  let timer = null;
-  const stop = onEvent((kind, data) => {
-    if (kind !== 'migration' || data.issue !== ref) return;
-    clearTimeout(timer);
-    timer = setTimeout(() => void load().catch(() => {}), 300);
-  });
+  const stop = reloadOnMigrationEvents((data) => data.issue === ref, load);
   await load();
   return () => {
     stop();
-    clearTimeout(timer);
     if (dialog.open) dialog.close();
   };
 }

@@ -1,6 +1,6 @@
 // Tenants and the node's capacity: each tenant's steady-state, data, identity, the migration
 // holding it (linked) and those queued behind; what the running migrations' peaks use.
-import { api, onEvent } from './api.js';
+import { api, reloadOnMigrationEvents } from './api.js';
 import { fill, h, migrationLink, quantity, resources, stateBadge, table } from './dom.js';
 
 export async function renderTenants(main) {
@@ -57,15 +57,7 @@ export async function renderTenants(main) {
           }),
     );
   }
-  let timer = null;
-  const stop = onEvent((kind) => {
-    if (kind !== 'migration') return;
-    clearTimeout(timer);
-    timer = setTimeout(() => void load().catch(() => {}), 300);
-  });
+  const stop = reloadOnMigrationEvents(() => true, load);
   await load();
-  return () => {
-    stop();
-    clearTimeout(timer);
-  };
+  return stop;
 }
