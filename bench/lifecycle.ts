@@ -8,6 +8,7 @@
  * start is seen from the job's side with nanosecond resolution (file mtimes are too coarse). The
  * baseline runs the very same command.
  */
+import { listAllMigrations } from '../test/support/harness.ts';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -48,11 +49,11 @@ export async function lifecycleBench(report: Report): Promise<void> {
     const filedMs = wallMs() - t0;
     let all: Array<{ id: string; state: string; updatedAt: string }> = [];
     for (;;) {
-      const open = (await s.server.api('GET', '/v1/migrations?state=filed,approved,queued,running')).body as unknown[];
+      const open = await listAllMigrations(s.server.api, 'state=filed,approved,queued,running');
       if (open.length === 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    all = (await s.server.api('GET', `/v1/migrations?issue=${encodeURIComponent(ISSUE)}`)).body;
+    all = await listAllMigrations(s.server.api, `issue=${encodeURIComponent(ISSUE)}`);
     const cpuUsed = (procSample(s.pid)?.cpu ?? 0) - cpuBefore;
     const failed = all.filter((m) => m.state !== 'succeeded');
     if (failed.length > 0) throw new Error(`${failed.length} migrations did not succeed, e.g. ${JSON.stringify(failed[0])}`);

@@ -4,6 +4,7 @@
  * (its supervisor wrote the pid file, i.e. the job was forked), the server's peak RSS, and its
  * CPU share over a 10 s window while all 1,000 run. The server is a child process, read from /proc.
  */
+import { listAllMigrations } from '../test/support/harness.ts';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { startBenchServer } from './server.ts';
@@ -51,7 +52,7 @@ export async function scaleBench(report: Report): Promise<void> {
       await sleep(50);
     }
     const allRunningMs = wallMs() - t0;
-    const running = (await s.server.api('GET', '/v1/migrations?state=running')).body as unknown[];
+    const running = await listAllMigrations(s.server.api, 'state=running');
     const before = procSample(s.pid);
     const w0 = wallMs();
     await sleep(WINDOW_MS);

@@ -4,6 +4,7 @@
  * artifact is removed, and a count of what is left afterwards (files, processes, cgroups, and
  * artifact rows not marked removed), which must be 0.
  */
+import { listAllMigrations } from '../test/support/harness.ts';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startBenchServer } from './server.ts';
@@ -30,7 +31,7 @@ export async function teardownBench(report: Report): Promise<void> {
       return filed.body.id as string;
     });
     for (;;) {
-      const open = (await s.server.api('GET', '/v1/migrations?state=filed,approved,queued,running')).body as unknown[];
+      const open = await listAllMigrations(s.server.api, 'state=filed,approved,queued,running');
       if (open.length === 0) break;
       await sleep(100);
     }

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { removeDir, tempDir, waitFor } from '../test/support/harness.ts';
+import { listAllMigrations, removeDir, tempDir, waitFor } from '../test/support/harness.ts';
 import { spawnServer, type ServerProcess } from '../test/support/server-process.ts';
 import { integrityCheck, sleep, stopSupervisors, supervisorsOf } from './support.ts';
 
@@ -77,7 +77,7 @@ void test(`kill -9 at ${KILLS} random moments over ${MIGRATIONS} migrations: all
     const all = await waitFor(
       'every migration to end (succeeded or held)',
       async () => {
-        const list = (await server.api('GET', `/v1/migrations?issue=${encodeURIComponent(ISSUE)}`)).body as Array<{
+        const list = (await listAllMigrations(server.api, `issue=${encodeURIComponent(ISSUE)}`)) as Array<{
           id: string;
           state: string;
           heldCause: string | null;

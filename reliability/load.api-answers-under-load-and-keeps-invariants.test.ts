@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { removeDir, tempDir, waitFor } from '../test/support/harness.ts';
+import { listAllMigrations, removeDir, tempDir, waitFor } from '../test/support/harness.ts';
 import { spawnServer } from '../test/support/server-process.ts';
 import { doubleHolders, percentile, query, stopSupervisors } from './support.ts';
 
@@ -50,7 +50,7 @@ void test(`${CLIENTS} API clients for ${SECONDS} s while ${RUNNING} migrations r
     await waitFor(
       'all running, the failing ones held',
       async () => {
-        const list = (await server.api('GET', '/v1/migrations?state=running,held')).body as Array<{ state: string }>;
+        const list = (await listAllMigrations(server.api, 'state=running,held')) as Array<{ state: string }>;
         return list.filter((m) => m.state === 'running').length === RUNNING && list.filter((m) => m.state === 'held').length === HELD;
       },
       120_000,

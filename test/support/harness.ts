@@ -60,6 +60,28 @@ export async function call(url: string, token: string | null, method: string, pa
   return { status: res.status, body: parsed as any, headers: res.headers };
 }
 
+/**
+ * Every migration `GET /v1/migrations?<query>` lists, following its pages (the API answers 100 by
+ * default; `X-Ferry-Next-Cursor` names the next page).
+ */
+export async function listAllMigrations<T = any>(
+  api: (method: string, path: string) => Promise<{ status: number; body: unknown; headers: Headers }>,
+  query = '',
+): Promise<T[]> {
+  const all: T[] = [];
+  let cursor: string | null = null;
+  do {
+    const q = new URLSearchParams(query);
+    q.set('limit', '500');
+    if (cursor !== null) q.set('cursor', cursor);
+    const res = await api('GET', `/v1/migrations?${q}`);
+    if (res.status !== 200) throw new Error(`GET /v1/migrations?${q}: ${res.status} ${JSON.stringify(res.body)}`);
+    all.push(...(res.body as T[]));
+    cursor = res.headers.get('x-ferry-next-cursor');
+  } while (cursor !== null);
+  return all;
+}
+
 /** Poll `probe` until it returns a truthy value; fails with `what` after `ms`. Never used to time things. */
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, ms = 20_000): Promise<T> {
   const deadline = Date.now() + ms;

@@ -10,7 +10,7 @@ export interface ServerProcess {
   readonly child: ChildProcess;
   readonly url: string;
   readonly token: string;
-  api<T = any>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+  api<T = any>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T; headers: Headers }>;
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
