@@ -5,7 +5,7 @@
  * file on the same disk, measured in the same run.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBenchServer } from './server.ts';
@@ -24,15 +24,19 @@ export async function logCaptureBench(report: Report): Promise<void> {
     const baselineMs = await run('sh', ['-c', `{ ${GENERATE}; } | cat > "${join(dir, 'out')}"`], { CHUNK: chunk });
     const out = statSync(join(dir, 'out')).size;
     rmSync(join(dir, 'out'));
-    const s = await startBenchServer();
+    // The whole output is kept (logLimit above it), as `cat` keeps it: this measures capture, not the bound.
+    const s = await startBenchServer(undefined, { FERRY_LOG_LIMIT: '2Gi' });
     try {
       await s.tenants('log', 1, { cpu: '1', memory: '256Mi' });
+      // A confined job sees only its tenant's data and scratch: the chunk goes in its data folder.
+      const tenantChunk = join(s.dataDir, 'tenants', 'log-0000', 'chunk');
+      copyFileSync(chunk, tenantChunk);
       const filed = await s.server.api('POST', '/v1/migrations', {
         issue: 'github:acme/bench#3',
         tenant: 'log-0000',
         peak: { cpu: '2', memory: '512Mi' },
         snapshot: 'never',
-        env: { CHUNK: chunk },
+        env: { CHUNK: tenantChunk },
         steps: [{ name: 'chatty', run: ['sh', '-c', GENERATE] }],
       });
       if (filed.status !== 201) throw new Error(`file: ${filed.status} ${JSON.stringify(filed.body)}`);
@@ -49,6 +53,7 @@ export async function logCaptureBench(report: Report): Promise<void> {
       if (m.state !== 'succeeded') throw new Error(`the chatty migration ended ${m.state}: ${m.heldDetail}`);
       const ferryMs = Date.parse(m.updatedAt) - t0;
       const logSize = statSync(join(s.dataDir, 'logs', id, 'attempt-1.log')).size;
+      if (logSize < bytes) throw new Error(`the log holds ${logSize} bytes, less than the ${bytes} the job wrote: the job did not run as measured`);
       const c = 'log-capture';
       const base = (bytes / baselineMs) * 1000;
       const ferry = (bytes / ferryMs) * 1000;
