@@ -106,6 +106,7 @@ type MigrationView = {
   progress?: { done: number; total: number } | null;
   checkpoint?: { step: number; text: string } | null;
   limitsEnforced?: boolean | null;
+  isolated?: boolean | null;
   actions?: Record<string, string> | null;
   events?: Array<{ at: string; actor: string; kind: string; from: string | null; to: string | null; reason: string | null }>;
   artifacts?: Array<{ kind: string; ref: string; state: string }>;
@@ -261,6 +262,7 @@ program
       if (m.progress) lines.push(`progress: ${m.progress.done}/${m.progress.total}`);
       if (m.checkpoint) lines.push(`checkpoint (step ${m.checkpoint.step + 1}): ${m.checkpoint.text}`);
       if (m.limitsEnforced === false) lines.push('limits: NOT enforced on this substrate');
+      if (m.isolated === false) lines.push("isolation: NOT confined (the job ran as Ferry's user, seeing what Ferry sees)");
       if (m.actions) lines.push('', 'actions:', ...Object.entries(m.actions).map(([a, d]) => `  ${a.padEnd(15)} ${d}`));
       if (m.events?.length)
         lines.push(
