@@ -595,6 +595,26 @@ static void run_init(int outfd, int statusfd, const struct view *v, const char *
   }
   if (build_view(outfd, v) != 0) _exit(126);
 
+  /*
+   * Our command line is the supervisor's (paths of the log, the cgroups, the step): the job could
+   * read it as /proc/1/cmdline, and a process scan must not count us as a second supervisor. It is
+   * renamed before the job is forked, so no one ever sees both; the job's command and working
+   * folder point into those bytes, so it gets copies first.
+   */
+  int n = 0;
+  while (job_argv[n]) n++;
+  char **argv_copy = calloc((size_t)n + 1, sizeof *argv_copy);
+  for (int i = 0; argv_copy && i < n; i++)
+    if (!(argv_copy[i] = strdup(job_argv[i]))) argv_copy = NULL;
+  char *cwd_copy = v->scratch ? strdup(v->scratch) : NULL;
+  if (!argv_copy || (v->scratch && !cwd_copy)) {
+    say(outfd, "copy the job's command", NULL);
+    _exit(126);
+  }
+  memset(args_start, 0, args_size);
+  snprintf(args_start, args_size, "ferry-init");
+  prctl(PR_SET_NAME, "ferry-init", 0, 0, 0);
+
   pid_t job = fork();
   if (job < 0) {
     say(outfd, "fork the job", NULL);
@@ -604,17 +624,9 @@ static void run_init(int outfd, int statusfd, const struct view *v, const char *
     close(statusfd);
     setsid();
     if (drop_identity(outfd, uid, gid) != 0) _exit(126);
-    exec_job(job_argv, outfd, v->scratch);
+    exec_job(argv_copy, outfd, cwd_copy);
   }
   close(outfd);
-  /*
-   * Our command line is the supervisor's (paths of the log, the cgroups, the step): the job can read
-   * it as /proc/1/cmdline, and a process scan must not count us as a second supervisor. The job has
-   * its own copy of these bytes since fork.
-   */
-  memset(args_start, 0, args_size);
-  snprintf(args_start, args_size, "ferry-init");
-  prctl(PR_SET_NAME, "ferry-init", 0, 0, 0);
 
   /*
    * SIGTERM from the supervisor (cancel) is waited for, not handled: blocked signals still reach
