@@ -4,13 +4,17 @@
  * the substrate's stop() (SIGUSR1) does.
  */
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { waitFor } from '../../support/harness.ts';
-import { jobProcess, pidsOf, processKit, sigBit, signalMask, signalsTaken } from './process-kit.ts';
+import { pidsOf, processKit, sigBit, signalsTaken } from './process-kit.ts';
 
-const WAIT_FOR_GO = ['sh', '-c', ': > "$FERRY_SCRATCH/ready"; while [ ! -e "$FERRY_SCRATCH/go" ]; do sleep 0.02; done; echo done'];
+const WAIT_FOR_GO = [
+  'sh',
+  '-c',
+  'cat /proc/self/status > "$FERRY_SCRATCH/status"; : > "$FERRY_SCRATCH/ready"; while [ ! -e "$FERRY_SCRATCH/go" ]; do sleep 0.02; done; echo done',
+];
 const STOP_SIGNALS = sigBit(1) | sigBit(2) | sigBit(15);
 
 void test('SIGTERM, SIGINT and SIGHUP to the supervisor leave the job running to its own end', async () => {
@@ -24,10 +28,20 @@ void test('SIGTERM, SIGINT and SIGHUP to the supervisor leave the job running to
     for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.kill(supervisor, sig);
     // Taken (a cancel, before the fix), or held blocked for good: either way nothing else is coming.
     await signalsTaken(supervisor, STOP_SIGNALS);
-    // The job itself must still be stoppable with SIGTERM: dispositions and masks survive exec.
+    // The job itself must still be stoppable with SIGTERM: dispositions and masks survive exec. Its
+    // first command records the masks it was started with. Read from outside, the shell's own would
+    // mislead: dash blocks every signal while it waits for a child.
     await waitFor('the job to run', () => existsSync(join(spec.scratchRef, 'ready')));
-    const job = jobProcess(ref);
-    assert.equal((signalMask(job, 'SigIgn') | signalMask(job, 'SigBlk')) & STOP_SIGNALS, 0n, 'the job inherited an ignored or blocked stop signal');
+    const status = readFileSync(join(spec.scratchRef, 'status'), 'utf8');
+    const mask = (field: string) => BigInt(`0x${new RegExp(`^${field}:\\s*([0-9a-f]+)$`, 'm').exec(status)?.[1] ?? 'x'}`);
+    assert.equal(
+      (mask('SigIgn') | mask('SigBlk')) & STOP_SIGNALS,
+      0n,
+      `the job inherited an ignored or blocked stop signal: ${status
+        .split('\n')
+        .filter((l) => l.startsWith('Sig') || l.startsWith('Pid') || l.startsWith('PPid') || l.startsWith('Name'))
+        .join('; ')}`,
+    );
     writeFileSync(join(spec.scratchRef, 'go'), '');
     const result = await watched;
     assert.equal(result.cause, null, result.detail);
