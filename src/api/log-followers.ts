@@ -39,6 +39,8 @@ export interface LogSource {
   readonly path: string;
   /** Secret values to mask in the text served. */
   readonly secrets: readonly string[];
+  /** Byte offset to start reading at (a tail). Default 0. */
+  readonly from?: number | undefined;
 }
 
 const CHUNK = 64 * 1024;
@@ -95,7 +97,7 @@ export class LogFollowers {
     this.total++;
     this.perToken.set(token, mine + 1);
     let released = false;
-    const reader = new TailReader(tail, new SecretMasker(source.secrets), this.opts.stallMs ?? 120_000);
+    const reader = new TailReader(tail, new SecretMasker(source.secrets), this.opts.stallMs ?? 120_000, source.from ?? 0);
     const release = () => {
       if (released) return;
       released = true;
@@ -112,7 +114,7 @@ export class LogFollowers {
   /** The log as it is now, masked; not a follower. */
   readOnce(source: LogSource): Readable {
     const tail = new SharedTail(source.path, null, 0, () => undefined);
-    return new TailReader(tail, new SecretMasker(source.secrets), 0);
+    return new TailReader(tail, new SecretMasker(source.secrets), 0, source.from ?? 0);
   }
 
   /** End every follower (the server is stopping). */
@@ -236,8 +238,10 @@ class TailReader extends Readable {
     private readonly tail: SharedTail,
     private readonly masker: SecretMasker,
     private readonly stallMs: number,
+    start: number,
   ) {
     super({ highWaterMark: CHUNK });
+    this.offset = start;
     tail.attach(this);
   }
 

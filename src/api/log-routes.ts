@@ -65,13 +65,18 @@ export function registerLogRoutes(app: FastifyInstance, runner: Runner, access: 
     if (number === 0) throw new FerryError('FERRY_NOT_FOUND', `migration ${id} has not started an attempt yet, so it has no log`);
     const attempt = await store.getAttempt(id, number);
     if (!attempt) throw new FerryError('FERRY_NOT_FOUND', `migration ${id} has no attempt ${number}`);
-    const source = { migrationId: id, attempt: number, path: attempt.logRef, secrets: secretValues(m.request) };
+    const secrets = secretValues(m.request);
     const skip = q.tail === undefined ? 0 : Math.max(0, (await logSize(attempt.logRef)) - Number(q.tail));
+    // A tail is read from just before its cut, not from the start of a log that may be gigabytes:
+    // early enough that a secret crossing the cut is whole for the masker, and one byte more, which
+    // tells whether the cut falls at a line's start.
+    const from = Math.max(0, skip - 1 - Math.max(0, ...secrets.map((v) => Buffer.byteLength(v))));
+    const source = { migrationId: id, attempt: number, path: attempt.logRef, secrets, from };
     reply.header('x-ferry-log-skipped', String(skip));
     if (q.download === 'true') reply.header('content-disposition', `attachment; filename="${id}-attempt-${number}.log"`);
     if (q.follow !== 'true') {
       reply.type('text/plain; charset=utf-8');
-      return reply.send(skipping(followers.readOnce(source), skip));
+      return reply.send(skipping(followers.readOnce(source), skip - from));
     }
     // A follower stops when the attempt ends, the client goes away, or the server closes.
     const stream = followers.follow(source, principalOf(request).name);
@@ -81,7 +86,7 @@ export function registerLogRoutes(app: FastifyInstance, runner: Runner, access: 
       setTimeout(() => request.raw.socket?.destroy(), DROPPED_FOLLOWER_GRACE_MS).unref();
     });
     reply.type('text/plain; charset=utf-8');
-    return reply.send(skipping(stream, skip));
+    return reply.send(skipping(stream, skip - from));
   });
 }
 
@@ -94,8 +99,7 @@ async function logSize(path: string): Promise<number> {
 }
 
 /**
- * `source` without its first `skip` bytes and the rest of the line they end in. The log is read
- * from its start on the server (the masker needs the text in order) but only the tail is sent.
+ * `source` without its first `skip` bytes and the rest of the line they end in.
  */
 function skipping(source: Readable, skip: number): Readable {
   if (skip === 0) return source;

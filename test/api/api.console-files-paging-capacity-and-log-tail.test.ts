@@ -181,4 +181,23 @@ void describe('console files, paging, capacity and log tail', () => {
     assert.match(download.headers.get('content-disposition') ?? '', /^attachment; filename="m-[a-z0-9-]+-attempt-1\.log"$/);
     assert.equal(download.body, whole.body);
   });
+
+  void test('?tail= whose cut falls inside a secret of two lines still masks it (the tail is read from before the cut)', async () => {
+    const script = 'i=0; while [ $i -lt 500 ]; do echo "filler line $i"; i=$((i+1)); done; echo "the secret is $DB_PASSWORD"; echo end';
+    const doc = request('shop', [{ name: 'talk', run: sh(script) }], {
+      issue: 'github:acme/platform#51',
+      env: { DB_PASSWORD: { secret: 'hunter2-first-line\nsecond-half-of-it' } },
+    });
+    const filed = await ferry.api('POST', '/v1/migrations', doc);
+    assert.equal((await ferry.api('POST', `/v1/migrations/${filed.body.id}/approve`, {})).status, 200);
+    await waitFor('the migration to succeed', async () => (await ferry.api('GET', `/v1/migrations/${filed.body.id}`)).body.state === 'succeeded');
+    const whole = (await ferry.api('GET', `/v1/migrations/${filed.body.id}/logs`)).body as string;
+    const masked = whole.indexOf('the secret is ') + 'the secret is '.length;
+    assert.ok(masked > 'the secret is '.length && !whole.includes('hunter2') && !whole.includes('second-half'), 'the whole log masks it');
+    // Every cut from just before the secret's line to inside its mask.
+    for (let back = Buffer.byteLength(whole) - masked + 4; back > Buffer.byteLength(whole) - masked - 6; back--) {
+      const tail = (await ferry.api('GET', `/v1/migrations/${filed.body.id}/logs?tail=${back}`)).body as string;
+      assert.ok(!tail.includes('hunter2') && !tail.includes('second-half'), `tail=${back} shows part of the secret: ${JSON.stringify(tail)}`);
+    }
+  });
 });
