@@ -17,7 +17,8 @@ export const PEAK_FACTOR = 2;
 export function admit(input: {
   readonly tenantId: string;
   readonly peak: Resources;
-  readonly tenant: Tenant | null;
+  /** Only its id and steady-state are read. */
+  readonly tenant: Pick<Tenant, 'id' | 'steadyState'> | null;
   readonly capacity: Resources;
   /**
    * Dimensions the substrate enforces. Default null: no such check, for a substrate that enforces no

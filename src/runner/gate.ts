@@ -10,10 +10,6 @@ export interface GateLimits {
 }
 
 export async function runGate(store: Store, limits: GateLimits, tenantId: string, peak: Resources, now: Date): Promise<Verdict> {
-  const record = await store.getTenant(tenantId);
-  // admit() reads only the id and the steady-state of the tenant.
-  const tenant = record
-    ? { id: record.id, steadyState: record.steadyState, data: record.data, runAs: record.runAs ?? { uid: -1, gid: -1 }, allowRoot: record.allowRoot }
-    : null;
+  const tenant = await store.getTenant(tenantId);
   return admit({ tenantId, peak, tenant, capacity: limits.capacity, enforced: limits.enforced, now });
 }

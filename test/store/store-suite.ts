@@ -37,7 +37,7 @@ function verdict(tenant: string, steadyState: Resources = STEADY): Verdict {
   return admit({
     tenantId: tenant,
     peak: PEAK,
-    tenant: { id: tenant, steadyState, data: `/srv/${tenant}`, runAs: { uid: 200000, gid: 200000 }, allowRoot: false },
+    tenant: { id: tenant, steadyState },
     capacity: {},
     now: new Date(T0),
   });
