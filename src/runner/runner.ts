@@ -48,8 +48,8 @@ export interface RunnerOptions {
   readonly tenantsDir?: string | undefined;
   /** Paths of Ferry's own state that tenant data must not overlap (process substrate). Default none. */
   readonly ferryPaths?: readonly string[] | undefined;
-  /** uids (and gids) given to tenants that name no runAs. Default 200000-299999. */
-  readonly uidRange?: { readonly first: number; readonly last: number } | undefined;
+  /** uids (and gids) given to tenants that name no runAs (config `uidRange`). */
+  readonly uidRange: { readonly first: number; readonly last: number };
   /** What the scheduler may hand out at once; default: the substrate's capacity. */
   readonly capacity?: Resources | undefined;
   readonly issueDefaults?: IssueDefaults | undefined;
@@ -59,7 +59,6 @@ export interface RunnerOptions {
   readonly log?: LogFn;
 }
 
-const DEFAULT_UID_RANGE = { first: 200_000, last: 299_999 };
 
 export class Runner {
   readonly store: Store;
@@ -127,7 +126,7 @@ export class Runner {
     const isolation = this.substrate.isolation();
     if (!isolation.isolated) this.log('warn', `JOBS NOT CONFINED: ${isolation.detail}`);
     // Tenants registered before identities existed get one now, and their data with it.
-    for (const id of await this.store.assignMissingIdentities(this.opts.uidRange ?? DEFAULT_UID_RANGE, this.now())) {
+    for (const id of await this.store.assignMissingIdentities(this.opts.uidRange, this.now())) {
       const tenant = await this.store.getTenant(id);
       const handedOver = tenant ? await this.substrate.adoptTenantData(asTenant(tenant)) : null;
       this.log('info', `tenant ${id} has no identity yet: gave it uid ${tenant?.runAs?.uid}${handedOver ? `; ${handedOver}` : ''}`);
@@ -181,7 +180,7 @@ export class Runner {
     const result = await this.store.putTenant(
       id,
       { steadyState: input.steadyState, data, runAs: input.runAs ?? null, allowRoot: input.allowRoot ?? false },
-      this.opts.uidRange ?? DEFAULT_UID_RANGE,
+      this.opts.uidRange,
       this.now(),
     );
     const handedOver = await this.substrate.adoptTenantData(asTenant(result.tenant));
