@@ -59,7 +59,6 @@ export interface RunnerOptions {
   readonly log?: LogFn;
 }
 
-
 export class Runner {
   readonly store: Store;
   readonly substrate: Substrate;
