@@ -4,7 +4,7 @@
  * not send where --url points), 3 rejected by the admission rule, 4 wrong state, 1 anything else
  * (the server unreachable or not answering in time included).
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { clientSettings, compileConfig, type RawOptions } from '../config.ts';
 import { parseDuration } from '../core/duration.ts';
@@ -77,10 +77,22 @@ function print(flags: GlobalFlags, value: unknown, human: () => string): void {
   process.stdout.write(`${flags.json ? JSON.stringify(value, null, 2) : human()}\n`);
 }
 
+/** A request document is small; a larger file is refused before it is read whole (the server takes 1 MiB by default). */
+const MAX_DOCUMENT_BYTES = 16 * 1024 * 1024;
+
 function readDocument(file: string): { yaml?: string; json?: unknown } {
   let text: string;
   try {
-    text = readFileSync(file === '-' ? 0 : file, 'utf8');
+    const fd = file === '-' ? 0 : openSync(file, 'r');
+    try {
+      const buf = Buffer.alloc(MAX_DOCUMENT_BYTES + 1);
+      let used = 0;
+      for (let n = 1; n > 0 && used < buf.length; used += n) n = readSync(fd, buf, used, buf.length - used, null);
+      if (used > MAX_DOCUMENT_BYTES) throw new Error(`it is larger than ${MAX_DOCUMENT_BYTES / 1024 / 1024} MiB, which no request document is`);
+      text = buf.subarray(0, used).toString('utf8');
+    } finally {
+      if (fd !== 0) closeSync(fd);
+    }
   } catch (err) {
     throw new FerryError('FERRY_INVALID_REQUEST', `cannot read ${file}: ${(err as Error).message}`);
   }
