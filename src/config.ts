@@ -4,11 +4,13 @@
  * precedence, over the defaults documented on `FerryConfig`. Only this module reads process.env.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { FerryError } from './core/errors.ts';
 import { parseIssueRef, type IssueDefaults } from './core/issue-ref.ts';
+import { parseDuration } from './core/duration.ts';
 import { parseQuantity } from './core/quantity.ts';
 import type { Resources } from './core/types.ts';
 import { DEFAULT_SOCKET_PATH } from './substrates/container/container-options.ts';
@@ -31,6 +33,10 @@ export interface FerryConfig {
   readonly dataDir: string;
   /** PostgreSQL connection string for the multi-node store; default none (SQLite in dataDir). */
   readonly databaseUrl: string | null;
+  /** This node's name in the cluster: its tenants, jobs and artifacts are recorded under it. Default: the host name. */
+  readonly node: string;
+  /** A node that has not renewed its lease for this long (ms) is lost: the others hold its running migrations. Default 60 s. */
+  readonly nodeLostAfterMs: number;
   /** Where jobs run. Default `process`. */
   readonly substrate: 'process' | 'container';
   /** What this node offers the scheduler and the admission check; default: the substrate's. */
@@ -74,6 +80,8 @@ export interface RawOptions {
   port?: number | string;
   dataDir?: string;
   databaseUrl?: string;
+  node?: string;
+  nodeLostAfter?: string;
   substrate?: string;
   capacity?: { cpu?: string | number; memory?: string | number };
   cgroups?: string;
@@ -97,6 +105,8 @@ const fileSchema = z.strictObject({
   host: z.string().optional(),
   port: z.union([z.number(), z.string()]).optional(),
   databaseUrl: z.string().optional(),
+  node: z.string().optional(),
+  nodeLostAfter: z.string().optional(),
   substrate: z.string().optional(),
   capacity: z.strictObject({ cpu: z.union([z.string(), z.number()]).optional(), memory: z.union([z.string(), z.number()]).optional() }).optional(),
   cgroups: z.string().optional(),
@@ -122,6 +132,8 @@ function envOptions(env: NodeJS.ProcessEnv = process.env): RawOptions {
   if (env.FERRY_PORT) o.port = env.FERRY_PORT;
   if (env.FERRY_DATA_DIR) o.dataDir = env.FERRY_DATA_DIR;
   if (env.FERRY_DATABASE_URL) o.databaseUrl = env.FERRY_DATABASE_URL;
+  if (env.FERRY_NODE) o.node = env.FERRY_NODE;
+  if (env.FERRY_NODE_LOST_AFTER) o.nodeLostAfter = env.FERRY_NODE_LOST_AFTER;
   if (env.FERRY_SUBSTRATE) o.substrate = env.FERRY_SUBSTRATE;
   if (env.FERRY_CAPACITY_CPU || env.FERRY_CAPACITY_MEMORY) {
     o.capacity = {
@@ -214,6 +226,15 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
   const bodyLimit = Number(pick('bodyLimit') ?? 1024 * 1024);
   if (!Number.isInteger(bodyLimit) || bodyLimit < 1024)
     throw new FerryError('FERRY_INVALID_REQUEST', `bodyLimit must be a whole number of bytes, at least 1024`);
+  const node = pick('node') ?? hostname();
+  if (!/^[a-z0-9][a-z0-9.-]{0,62}$/i.test(node)) {
+    throw new FerryError(
+      'FERRY_INVALID_REQUEST',
+      `node name ${JSON.stringify(node)} is not a name: letters, digits, '.' and '-', up to 63, starting with a letter or digit`,
+    );
+  }
+  const nodeLostAfterMs = parseDuration('nodeLostAfter', pick('nodeLostAfter') ?? '60s');
+  if (nodeLostAfterMs < 2000) throw new FerryError('FERRY_INVALID_REQUEST', `nodeLostAfter must be at least 2s, not ${pick('nodeLostAfter')}`);
   // Kept as given: the container substrate reads the address, and refuses one that is not local.
   const dockerSocket = pick('dockerSocket') ?? DEFAULT_SOCKET_PATH;
   return Object.freeze({
@@ -221,6 +242,8 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
     port,
     dataDir,
     databaseUrl: pick('databaseUrl') ?? null,
+    node,
+    nodeLostAfterMs,
     substrate,
     capacity,
     cgroups,

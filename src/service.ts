@@ -6,7 +6,7 @@ import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from './api/app.ts';
-import { loadTokens } from './api/auth.ts';
+import { loadAdminToken, loadTokens } from './api/auth.ts';
 import type { FerryConfig } from './config.ts';
 import type { LogFn } from './core/log.ts';
 import { acquireRunnerLock } from './runner/runner-lock.ts';
@@ -69,14 +69,26 @@ export function tightenDataDir(dataDir: string): void {
   }
 }
 
-export async function startService(config: FerryConfig, log: LogFn = consoleLog): Promise<FerryService> {
+export interface ServiceOptions {
+  /** Another live process is this node (FERRY_NODE_TAKEN after a reconnect): the CLI exits; default: the runner stops. */
+  readonly onNodeTaken?: (err: Error) => void;
+}
+
+export async function startService(config: FerryConfig, log: LogFn = consoleLog, options: ServiceOptions = {}): Promise<FerryService> {
   tightenDataDir(config.dataDir);
-  const tokens = loadTokens(config.dataDir, config.tokensFile);
-  const lock = await acquireRunnerLock(config.dataDir, config.databaseUrl);
+  const tokens = loadTokens(config.tokensFile);
+  const lock = await acquireRunnerLock(config.dataDir);
   let store: Store;
   try {
     store = config.databaseUrl ? await openPostgresStore(config.databaseUrl) : await openSqliteStore(join(config.dataDir, 'ferry.db'));
   } catch (err) {
+    await lock.release();
+    throw err;
+  }
+  try {
+    await loadAdminToken(tokens, config.dataDir, store, config.node, new Date());
+  } catch (err) {
+    await store.close();
     await lock.release();
     throw err;
   }
@@ -97,6 +109,8 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog)
       capacity: config.capacity ?? undefined,
       issueDefaults: config.issueDefaults ?? undefined,
       log,
+      node: { name: config.node, lostAfterMs: config.nodeLostAfterMs },
+      ...(options.onNodeTaken ? { onNodeTaken: options.onNodeTaken } : {}),
     });
     // Before the runner starts, so that transitions of the restart (re-attach, lost → held) reach the threads.
     threads = new ThreadService({ store, runner, config: config.tracker, log });
@@ -114,6 +128,7 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog)
     const address = await app.listen({ host: config.host, port: config.port });
     const url = address.replace('[::1]', 'localhost');
     writeFileSync(join(config.dataDir, 'server-url'), `${url}\n`, { mode: 0o600 });
+    await runner.setUrl(url);
     // SQLite made its files with the process umask: only Ferry may read the store.
     tightenDataDir(config.dataDir);
     const limits = substrate.limits();
@@ -121,6 +136,7 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog)
     log('info', `ferry listening on ${url}`, {
       console: `${url}/`,
       dataDir: config.dataDir,
+      node: config.node,
       store: store.dialect,
       substrate: substrate.kind,
       limitsEnforced: limits.enforced,

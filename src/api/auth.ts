@@ -8,7 +8,7 @@
  * (404), so that a scoped token cannot learn which other tenants or migrations there are.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -16,6 +16,7 @@ import { assertDocumentBounds, assertValueBounds } from '../core/document-bounds
 import { FerryError } from '../core/errors.ts';
 import { TENANT_ID } from '../core/request-schema.ts';
 import { ROLES, roleAtLeast, type Role } from '../core/roles.ts';
+import type { Store } from '../store/store.ts';
 
 export interface Principal {
   readonly name: string;
@@ -88,12 +89,37 @@ export function requireRole(principal: Principal, needed: Role): void {
   }
 }
 
-/** Load <dataDir>/token (creating it on first start) and the optional tokens file. */
-export function loadTokens(dataDir: string, tokensFile: string | null): TokenRegistry {
-  const registry = new TokenRegistry();
+const ADMIN: Principal = { name: 'admin', role: 'admin', tenants: null };
+
+/**
+ * The admin token. The store keeps its digest, so that it works on every node; the node that makes
+ * it (the first to start on a store) writes it to <dataDir>/token (mode 0600), and the others have
+ * none in their folder (give the CLI FERRY_TOKEN there). A token file written before the store kept
+ * the digest becomes the recorded one.
+ */
+export async function loadAdminToken(registry: TokenRegistry, dataDir: string, store: Store, node: string, now: Date): Promise<void> {
   const path = join(dataDir, 'token');
-  if (!existsSync(path)) writeFileSync(path, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
-  registry.add(readFileSync(path, 'utf8').trim(), { name: 'admin', role: 'admin', tenants: null });
+  let recorded = await store.adminTokenDigest();
+  if (existsSync(path)) {
+    // This node's own token file keeps working here, and becomes the cluster's when none is recorded.
+    const token = readFileSync(path, 'utf8').trim();
+    recorded ??= await store.claimAdminToken(digest(token), node, now);
+    registry.add(token, ADMIN);
+  } else if (recorded === null) {
+    // Written before it is claimed: a crash in between leaves a file that the next start claims.
+    const token = randomBytes(24).toString('base64url');
+    writeFileSync(path, `${token}\n`, { mode: 0o600, flag: 'wx' });
+    recorded = await store.claimAdminToken(digest(token), node, now);
+    // Another node claimed first (both started on an empty store at once): its token is the admin token.
+    if (recorded === digest(token)) registry.add(token, ADMIN);
+    else unlinkSync(path);
+  }
+  registry.addDigest(recorded, ADMIN);
+}
+
+/** Load the optional tokens file. */
+export function loadTokens(tokensFile: string | null): TokenRegistry {
+  const registry = new TokenRegistry();
   if (tokensFile) {
     let parsed: unknown;
     try {

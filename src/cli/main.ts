@@ -133,6 +133,7 @@ program
   .option('--config <file>', 'YAML config file (default: FERRY_CONFIG, or <data-dir>/ferry.yaml)')
   .addOption(new Option('--substrate <kind>', 'where jobs run').choices(['process', 'container']))
   .option('--database-url <url>', 'PostgreSQL connection string (default: SQLite in the data folder)')
+  .option('--node <name>', "this node's name in the cluster (default: the host name)")
   .option('--capacity-cpu <quantity>', 'cpu this node offers migrations (default: all cores)')
   .option('--capacity-memory <quantity>', 'memory this node offers migrations (default: all memory)')
   .option('--demo', 'on start, register a demo tenant and run a demo migration (idempotent)')
@@ -143,6 +144,7 @@ program
       config?: string;
       substrate?: string;
       databaseUrl?: string;
+      node?: string;
       capacityCpu?: string;
       capacityMemory?: string;
       demo?: boolean;
@@ -154,12 +156,14 @@ program
         ...(flags.dataDir ? { dataDir: flags.dataDir } : {}),
         ...(opts.substrate ? { substrate: opts.substrate } : {}),
         ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+        ...(opts.node ? { node: opts.node } : {}),
         ...(opts.capacityCpu || opts.capacityMemory
           ? { capacity: { ...(opts.capacityCpu ? { cpu: opts.capacityCpu } : {}), ...(opts.capacityMemory ? { memory: opts.capacityMemory } : {}) } }
           : {}),
       };
       const config = compileConfig({ flags: raw, ...(opts.config ? { configPath: opts.config } : {}) });
-      const service = await startService(config);
+      // Another live process took this node's name over (after a lost session): this one ends, its jobs keep running.
+      const service = await startService(config, undefined, { onNodeTaken: () => void service.stop().finally(() => process.exit(1)) });
       installSignalHandlers(service.stop);
       if (opts.demo) {
         const { runDemo } = await import('../demo.ts');
@@ -194,6 +198,40 @@ tenant
         list.map((t) => [t.id, describeResources(t.steadyState), t.data]),
       ),
     );
+  });
+
+type NodeView = {
+  name: string;
+  state: string;
+  url: string | null;
+  substrate: string;
+  capacity: Record<string, number>;
+  running: { migrations: string[]; peaks: Record<string, number> };
+  lastSeenAt: string;
+  lostAt: string | null;
+};
+
+program
+  .command('nodes')
+  .description("list the cluster's nodes: state, substrate, capacity, what runs on each, when each was last seen")
+  .action(async () => {
+    const { api, flags } = client();
+    const r = await api.request<{ nodes: NodeView[]; scoped?: boolean }>('GET', '/v1/nodes');
+    print(flags, r, () => {
+      const out = table(
+        ['NAME', 'STATE', 'SUBSTRATE', 'CAPACITY', 'RUNNING', 'LAST-SEEN', 'URL'],
+        r.nodes.map((n) => [
+          n.name,
+          n.state === 'lost' && n.lostAt ? `lost since ${n.lostAt}` : n.state,
+          n.substrate,
+          describeResources(n.capacity) || '-',
+          n.running.migrations.length === 0 ? '-' : `${n.running.migrations.length}: ${describeResources(n.running.peaks)}`,
+          n.lastSeenAt,
+          n.url ?? '-',
+        ]),
+      );
+      return r.scoped ? `${out}\n\nrunning: your tenants' migrations only` : out;
+    });
   });
 
 program

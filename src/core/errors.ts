@@ -51,6 +51,12 @@ export const ERRORS = {
   FERRY_CANNOT_CONFINE: 503,
   /** The database was migrated by a newer Ferry; run that Ferry, or a newer one. */
   FERRY_SCHEMA_NEWER: 503,
+  /** A node's write carried a lease that is no longer its node's (another node took over): refused, never applied. */
+  FERRY_FENCED: 409,
+  /** Another live process already is this node (same name, same database), or SQLite already belongs to another node. */
+  FERRY_NODE_TAKEN: 409,
+  /** The node a request must reach (the tenant's, for its logs or a running job) does not answer. */
+  FERRY_NODE_UNREACHABLE: 503,
 } as const;
 export type ErrorCode = keyof typeof ERRORS;
 

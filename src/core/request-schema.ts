@@ -69,6 +69,11 @@ export const tenantSchema = z.strictObject({
   data: jobText(1024).pipe(z.string().min(1)).optional(),
   runAs: z.strictObject({ uid: id, gid: id }).optional(),
   allowRoot: z.boolean().optional(),
+  /** The node it lives on (default: the node that handles the registration). */
+  node: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{0,62}$/i, 'a node name: letters, digits, . and -, up to 63')
+    .optional(),
 });
 
 export interface FieldProblem {
@@ -177,11 +182,12 @@ export interface TenantInput {
   readonly data?: string | undefined;
   readonly runAs?: Identity | undefined;
   readonly allowRoot?: boolean | undefined;
+  readonly node?: string | undefined;
 }
 
 export function parseTenantInput(input: unknown): TenantInput {
   const doc = validate(tenantSchema, input, 'tenant');
   const steadyState = toResources(doc.steadyState, 'steadyState');
   requirePositive(steadyState, 'steadyState', 'tenant');
-  return { steadyState, data: doc.data, runAs: doc.runAs, allowRoot: doc.allowRoot };
+  return { steadyState, data: doc.data, runAs: doc.runAs, allowRoot: doc.allowRoot, node: doc.node };
 }

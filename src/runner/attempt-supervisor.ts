@@ -35,6 +35,8 @@ export class AttemptSupervisor {
   private readonly active = new Map<string, ActiveAttempt>();
   /** Steps being prepared and started: a stop waits for them, so none is left half-started. */
   private readonly starting = new Set<Promise<void>>();
+  /** Bumped by stop(): a supervision begun before it acts no more (a rejoin may supervise the same attempt anew). */
+  private generation = 0;
 
   constructor(ctx: RunnerContext) {
     this.ctx = ctx;
@@ -62,6 +64,7 @@ export class AttemptSupervisor {
   async stop(): Promise<void> {
     // A step being prepared (snapshot, restore) or started is seen through, so the next start
     // finds its job; then supervision ends (the substrate's close() ends pending watches).
+    this.generation++;
     await Promise.allSettled([...this.starting]);
     this.active.clear();
   }
@@ -71,11 +74,15 @@ export class AttemptSupervisor {
     const { ctx } = this;
     if (this.active.has(m.id)) return;
     const entry: ActiveAttempt = { done: Promise.resolve(), cancel: null, jobRef: null, step: null, jobStarted: false };
+    const generation = this.generation;
+    const halted = () => ctx.isStopped() || generation !== this.generation;
     ctx.metrics.running.inc();
-    const done = this.runAttempt(m, entry, fresh)
+    const done = this.runAttempt(m, entry, fresh, halted)
       .catch(async (err: unknown) => {
         // A stopped runner stops supervising; the next start re-attaches and records the outcome.
-        if (ctx.isStopped()) return;
+        if (halted()) return;
+        // Another node took this node's attempts over: it rejoins, and watches the job for its late outcome.
+        if (err instanceof FerryError && err.code === 'FERRY_FENCED') return ctx.onFenced();
         // A failure of Ferry's own effects (disk, substrate) fails the attempt: held, never retried.
         const e = coerceError(err);
         ctx.log('error', `attempt of ${m.id} failed inside Ferry: ${e.message}`);
@@ -85,17 +92,17 @@ export class AttemptSupervisor {
           await ctx.substrate.stop(ref).catch(() => undefined);
           await Promise.race([ctx.substrate.watch(ref, () => undefined), new Promise((r) => setTimeout(r, 30_000))]).catch(() => undefined);
         }
-        await this.untilStored(`hold of ${m.id}`, async () => {
+        await this.untilStored(`hold of ${m.id}`, halted, async () => {
           const current = await ctx.store.getMigration(m.id);
           if (current?.state !== 'running') return;
           const step = entry.step ?? (await ctx.store.getAttempt(m.id, current.attempts))?.fromStep ?? 0;
           const lost: StepResult = { exitCode: null, signal: null, cause: 'lost', detail: `Ferry could not run the step: ${e.message}` };
           // Already inside untilStored: this write is retried as a whole, with the re-read above.
-          await this.recordOutcome(current, current.attempts, step, lost, entry, { untilStored: false });
+          await this.recordOutcome(current, current.attempts, step, lost, entry, { untilStored: false, halted });
         }).catch(() => undefined);
       })
       .finally(() => {
-        this.active.delete(m.id);
+        if (this.active.get(m.id) === entry) this.active.delete(m.id);
         ctx.metrics.running.dec();
         ctx.poke();
       });
@@ -103,7 +110,7 @@ export class AttemptSupervisor {
     this.active.set(m.id, entry);
   }
 
-  private async runAttempt(m: MigrationRecord, entry: ActiveAttempt, fresh: FreshStart | null): Promise<void> {
+  private async runAttempt(m: MigrationRecord, entry: ActiveAttempt, fresh: FreshStart | null, halted: () => boolean): Promise<void> {
     const { ctx } = this;
     const attempt = await ctx.store.getAttempt(m.id, m.attempts);
     if (!attempt) throw new FerryError('FERRY_INTERNAL', `migration ${m.id} is running without attempt ${m.attempts}`);
@@ -111,7 +118,7 @@ export class AttemptSupervisor {
     const steps = m.request.steps;
     const plan: number[] = [];
     for (let i = attempt.fromStep; i < steps.length; i++) plan.push(i);
-    const outcome = (stepIndex: number, result: StepResult) => this.recordOutcome(m, attempt.number, stepIndex, result, entry, { untilStored: true });
+    const outcome = (stepIndex: number, result: StepResult) => this.recordOutcome(m, attempt.number, stepIndex, result, entry, { untilStored: true, halted });
 
     let position = 0;
     if (!fresh) {
@@ -143,7 +150,8 @@ export class AttemptSupervisor {
       if (!reattached) {
         if (entry.cancel) return outcome(stepIndex, cancelledResult());
         // A stopped runner starts no further step; the next start re-attaches after the last one.
-        if (ctx.isStopped()) return;
+        // Nor does a node unsure of its lease: it waits until it is sure, or is taken over.
+        if (!(await this.untilLeased(halted))) return;
         const first = fresh !== null && position === 0;
         const phase = this.startStep(m, tenant, attempt, spec, ref, first ? fresh : null);
         this.starting.add(phase);
@@ -164,13 +172,13 @@ export class AttemptSupervisor {
       }
       const output = new StepOutputRecorder(ctx.store, m.id, stepIndex, ctx.now, (msg) => ctx.log('warn', msg));
       const result = await noteFullDisk(await ctx.substrate.watch(ref, (line) => output.line(line)), attempt.logRef);
-      if (ctx.isStopped()) return;
-      await this.untilStored(`checkpoint of ${m.id}`, () => output.flush());
+      if (halted()) return;
+      await this.untilStored(`checkpoint of ${m.id}`, halted, () => output.flush());
       entry.jobStarted = false;
       if (result.cause !== null) return outcome(stepIndex, entry.cancel ? cancelledResult(result) : result);
       if (entry.cancel && position < plan.length - 1) return outcome(stepIndex, cancelledResult(result));
     }
-    await this.untilStored(`success of ${m.id}`, () =>
+    await this.untilStored(`success of ${m.id}`, halted, () =>
       ctx.store.finishAttempt({
         id: m.id,
         number: attempt.number,
@@ -178,6 +186,7 @@ export class AttemptSupervisor {
         patch: { next: null },
         event: { actor: SYSTEM, kind: 'succeed', reason: `attempt ${attempt.number}: all steps succeeded` },
         now: ctx.now(),
+        lease: ctx.lease(),
       }),
     );
     ctx.metrics.transitions.inc({ to: 'succeeded' });
@@ -212,7 +221,15 @@ export class AttemptSupervisor {
       }
       for (const a of fresh.artifacts) if (a.state === 'intended') created.push(a.id);
     } else {
-      const job = await ctx.store.beginStep({ migrationId: m.id, issue: m.issue, number: attempt.number, step: spec.stepIndex, ref, now: ctx.now() });
+      const job = await ctx.store.beginStep({
+        migrationId: m.id,
+        issue: m.issue,
+        number: attempt.number,
+        step: spec.stepIndex,
+        ref,
+        now: ctx.now(),
+        lease: ctx.lease(),
+      });
       created.push(job.id);
     }
     const steps = m.request.steps.length;
@@ -232,7 +249,7 @@ export class AttemptSupervisor {
     stepIndex: number,
     result: StepResult,
     entry: ActiveAttempt,
-    opts: { untilStored: boolean },
+    opts: { untilStored: boolean; halted: () => boolean },
   ): Promise<void> {
     const { ctx } = this;
     const cancelled = result.cause === 'cancelled' && entry.cancel !== null;
@@ -254,9 +271,20 @@ export class AttemptSupervisor {
               detail: { cause: result.cause, exitCode: result.exitCode, signal: result.signal },
             },
         now: ctx.now(),
+        lease: ctx.lease(),
       });
-    await (opts.untilStored ? this.untilStored(`outcome of ${m.id}`, write) : write());
+    await (opts.untilStored ? this.untilStored(`outcome of ${m.id}`, opts.halted, write) : write());
     ctx.metrics.transitions.inc({ to: cancelled ? 'cancelled' : 'held' });
+  }
+
+  /** Wait until this node may start a step (its lease is surely its own); false when supervision halted meanwhile. */
+  private async untilLeased(halted: () => boolean): Promise<boolean> {
+    for (let warned = false; !this.ctx.canStart(); warned = true) {
+      if (halted()) return false;
+      if (!warned) this.ctx.log('warn', `node ${this.ctx.nodeName} is not sure of its lease: the next step waits until it is`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return !halted();
   }
 
   /**
@@ -265,12 +293,12 @@ export class AttemptSupervisor {
    * never retries a job. A typed error is not retried (a conflict: the state moved on); a stop
    * gives up, and the next start re-attaches and records the outcome from the job's result.
    */
-  private async untilStored<T>(what: string, write: () => Promise<T>): Promise<T> {
+  private async untilStored<T>(what: string, halted: () => boolean, write: () => Promise<T>): Promise<T> {
     for (let delay = 100; ; delay = Math.min(delay * 2, 5000)) {
       try {
         return await write();
       } catch (err) {
-        if (this.ctx.isStopped() || err instanceof FerryError) throw err;
+        if (halted() || err instanceof FerryError) throw err;
         this.ctx.log('warn', `cannot record the ${what} yet (retrying in ${delay} ms): ${coerceError(err).message}`);
         await new Promise((r) => setTimeout(r, delay));
       }

@@ -9,7 +9,12 @@ export interface GateLimits {
   readonly enforced: readonly string[] | null;
 }
 
-export async function runGate(store: Store, limits: GateLimits, tenantId: string, peak: Resources, now: Date): Promise<Verdict> {
+/** The limits of the node a tenant lives on (null: not registered, or before nodes existed). */
+export type LimitsOfNode = (node: string | null) => GateLimits | Promise<GateLimits>;
+
+/** admit() against the tenant as stored now and the capacity and enforced limits of the node it lives on. */
+export async function runGate(store: Store, limitsOf: LimitsOfNode, tenantId: string, peak: Resources, now: Date): Promise<Verdict> {
   const tenant = await store.getTenant(tenantId);
+  const limits = await limitsOf(tenant?.node ?? null);
   return admit({ tenantId, peak, tenant, capacity: limits.capacity, enforced: limits.enforced, now });
 }

@@ -1,5 +1,5 @@
 /** What the runner's parts (scheduler loop, attempt supervisor, teardown) share with its façade. */
-import type { MigrationRecord } from '../store/records.ts';
+import type { MigrationRecord, NodeLease } from '../store/records.ts';
 import type { MigrationPatch, Store, TransitionEvent } from '../store/store.ts';
 import type { Substrate } from '../substrates/substrate.ts';
 import type { GateLimits } from './gate.ts';
@@ -24,8 +24,18 @@ export interface RunnerContext {
   readonly logsDir: string;
   /** True before start() and from stop() on: no scheduling pass begins, no further step starts. */
   isStopped(): boolean;
-  /** What the admission gate judges against now: the capacity and the dimensions the substrate enforces. */
+  /** What the admission gate judges against now on this node: its capacity and the dimensions its substrate enforces. */
   gateLimits(): GateLimits;
+  /** This node's name: it starts the attempts of the tenants living on it, and only those. */
+  readonly nodeName: string;
+  /** This node's current lease, for the writes it makes on its own attempts; FERRY_FENCED when it has none (taken over). */
+  lease(): NodeLease;
+  /** Whether this node may start an attempt or a step now (its lease is surely its own). */
+  canStart(): boolean;
+  /** The store refused a write as fenced: stop acting on what this node supervised, and join again. */
+  onFenced(): void;
+  /** Tenants with a job still running from an attempt another node took over: nothing new of theirs starts here. */
+  readonly blockedTenants: ReadonlySet<string>;
   /** When each migration entered `queued` (performance.now()), for the queue-to-start metric. */
   readonly queuedAt: Map<string, number>;
   /** Move a migration by a lifecycle event from the state it was read in (see Runner). */

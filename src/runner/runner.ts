@@ -20,7 +20,8 @@ import { WIPE_STEP } from '../core/steps.ts';
 import { folderDataProblem, volumeDataProblem } from '../core/tenant-data.ts';
 import type { IssueDefaults } from '../core/issue-ref.ts';
 import type { RecoveryAction, Resources, Verdict } from '../core/types.ts';
-import type { MigrationRecord, TenantRecord } from '../store/records.ts';
+import type { MigrationRecord, NodeLease, TenantRecord } from '../store/records.ts';
+import type { Notice } from '../store/notices.ts';
 import type { MigrationPatch, Store, TransitionEvent } from '../store/store.ts';
 import type { Substrate } from '../substrates/substrate.ts';
 import { AttemptSupervisor } from './attempt-supervisor.ts';
@@ -28,6 +29,8 @@ import { diskFull } from './disk.ts';
 import { RejectedError, tenantError, wrongState } from './errors.ts';
 import { runGate, type GateLimits } from './gate.ts';
 import { RunnerMetrics } from './metrics.ts';
+import { NodeMembership } from './node-membership.ts';
+import { LateOutcomes } from './late-outcomes.ts';
 import type { LogFn } from '../core/log.ts';
 import { newMigrationIdText } from '../core/migration-id.ts';
 import { SYSTEM, type Actor, type RunnerContext } from './runner-context.ts';
@@ -57,6 +60,10 @@ export interface RunnerOptions {
   /** Safety-net scheduling interval; scheduling also runs on every change. Default 1000 ms. */
   readonly tickMs?: number;
   readonly log?: LogFn;
+  /** This node's name (config `node`) and when a node that stopped renewing its lease is lost (config `nodeLostAfter`). */
+  readonly node: { readonly name: string; readonly lostAfterMs: number };
+  /** Another live process is this node: this one must stop (default: it stops its runner). */
+  readonly onNodeTaken?: (err: FerryError) => void;
 }
 
 export class Runner {
@@ -69,13 +76,34 @@ export class Runner {
   private readonly attempts: AttemptSupervisor;
   private readonly scheduler: SchedulerLoop;
   private readonly teardown: Teardown;
+  private readonly membership: NodeMembership;
+  private readonly late: LateOutcomes;
+  private readonly blockedTenants = new Set<string>();
+  private rejoining: Promise<void> | null = null;
   private stopped = true;
+  /** This node's name in the cluster. */
+  readonly nodeName: string;
 
   constructor(opts: RunnerOptions) {
     this.opts = opts;
     this.store = opts.store;
     this.substrate = opts.substrate;
+    this.nodeName = opts.node.name;
     this.now = opts.now ?? (() => new Date());
+    this.membership = new NodeMembership({
+      store: this.store,
+      name: opts.node.name,
+      lostAfterMs: opts.node.lostAfterMs,
+      log: (...args) => this.log(...args),
+      now: this.now,
+      onFenced: () => this.onFenced(),
+      onTaken: (err) => {
+        this.log('error', err.message);
+        if (opts.onNodeTaken) opts.onNodeTaken(err);
+        else void this.stop();
+      },
+      onNotice: (notice) => this.onNotice(notice),
+    });
     const ctx: RunnerContext = {
       store: this.store,
       substrate: this.substrate,
@@ -88,8 +116,14 @@ export class Runner {
       queuedAt: this.queuedAt,
       move: (m, event, patch) => this.move(m, event, patch),
       poke: () => this.poke(),
+      nodeName: opts.node.name,
+      lease: () => this.lease(),
+      canStart: () => this.membership.canStart(),
+      onFenced: () => this.onFenced(),
+      blockedTenants: this.blockedTenants,
     };
     this.attempts = new AttemptSupervisor(ctx);
+    this.late = new LateOutcomes(ctx, this.blockedTenants);
     this.scheduler = new SchedulerLoop(ctx, this.attempts);
     this.teardown = new Teardown(ctx, this.attempts, (id, actor, reason) => this.cancel(id, actor, reason));
   }
@@ -111,6 +145,31 @@ export class Runner {
     return { capacity: this.capacity, enforced: this.substrate.limits().enforced ? this.substrate.enforcedDimensions() : null };
   }
 
+  /** The gate's limits for a tenant on `node`: this node's own, or what that node registered. */
+  private readonly limitsOf = async (node: string | null): Promise<GateLimits> => {
+    if (node === null || node === this.nodeName) return this.gateLimits;
+    const other = await this.store.getNode(node);
+    return other ? { capacity: other.capacity, enforced: other.enforced } : this.gateLimits;
+  };
+
+  private lease(): NodeLease {
+    try {
+      return this.membership.lease;
+    } catch {
+      throw new FerryError('FERRY_FENCED', `node ${this.nodeName} holds no lease now (it is joining the cluster again)`, { node: this.nodeName });
+    }
+  }
+
+  /** Whether this node sends the cluster's tracker comments now (one node at a time). */
+  outboxSender(): Promise<boolean> {
+    return this.membership.outboxSender();
+  }
+
+  /** Record this node's API address, for the other nodes (forwarded logs and cancels). */
+  setUrl(url: string): Promise<void> {
+    return this.membership.setUrl(url);
+  }
+
   private log(...args: Parameters<LogFn>): void {
     this.opts.log?.(...args);
   }
@@ -119,30 +178,92 @@ export class Runner {
 
   async start(): Promise<void> {
     mkdirSync(this.opts.logsDir, { recursive: true });
-    this.stopped = false;
     const limits = this.substrate.limits();
     if (!limits.enforced) this.log('warn', `LIMITS NOT ENFORCED: ${limits.detail}`);
     const isolation = this.substrate.isolation();
     if (!isolation.isolated) this.log('warn', `JOBS NOT CONFINED: ${isolation.detail}`);
+    // One live process per node name (FERRY_NODE_TAKEN), then a new lease epoch.
+    await this.membership.join(this.substrate, this.capacity);
+    this.stopped = false;
     // Tenants registered before identities existed get one now, and their data with it.
     for (const id of await this.store.assignMissingIdentities(this.opts.uidRange, this.now())) {
       const tenant = await this.store.getTenant(id);
-      const handedOver = tenant ? await this.substrate.adoptTenantData(asTenant(tenant)) : null;
+      const handedOver = tenant && tenant.node === this.nodeName ? await this.substrate.adoptTenantData(asTenant(tenant)) : null;
       this.log('info', `tenant ${id} has no identity yet: gave it uid ${tenant?.runAs?.uid}${handedOver ? `; ${handedOver}` : ''}`);
     }
+    await this.reattach();
+    this.scheduler.start(this.opts.tickMs ?? 1000);
+    this.membership.startRenewing();
+  }
+
+  /**
+   * Pick up this node's work after a start or a rejoin: re-attach to the attempts it runs, watch
+   * the jobs of its attempts another node took over, and finish closures.
+   */
+  private async reattach(): Promise<void> {
     // Re-attach to attempts that ran while we were away first: a teardown a crash interrupted may
     // have to stop one of them (cancel, with its grace), not find it unwatched and hold it `lost`.
-    for (const m of await this.store.listMigrations({ state: ['running'] })) this.attempts.supervise(m, null);
+    for (const r of await this.store.listRunning(this.nodeName)) {
+      const m = await this.store.getMigration(r.id);
+      if (m?.state === 'running') this.attempts.supervise(m, null);
+    }
+    for (const a of await this.store.listTakenOverAttempts(this.nodeName)) await this.late.watch(a);
     for (const issue of await this.store.issuesPendingTeardown()) await this.teardown.finishClosure(issue, { name: SYSTEM });
     await this.teardown.sweepOrphans();
-    this.scheduler.start(this.opts.tickMs ?? 1000);
   }
 
   /** Stop scheduling and watching. Running jobs keep running; the next start() re-attaches. */
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.rejoining;
     await this.scheduler.stop();
     await this.attempts.stop();
+    await this.late.stop();
+    await this.membership.stop(true);
+  }
+
+  /**
+   * The store refused a write as fenced, or the lease was found taken over: another node held this
+   * node's running migrations `lost`. Stop acting on them (their jobs keep running), register again
+   * with a new epoch, and pick up as after a restart: the jobs of taken-over attempts are watched and
+   * their real outcomes recorded as events; nothing is re-run.
+   */
+  private onFenced(): void {
+    if (this.stopped || this.rejoining) return;
+    this.rejoining = this.rejoin().finally(() => (this.rejoining = null));
+  }
+
+  private async rejoin(): Promise<void> {
+    this.membership.suspend();
+    await this.scheduler.stop();
+    await this.attempts.stop();
+    for (let delay = 500; !this.stopped; delay = Math.min(delay * 2, 5000)) {
+      try {
+        await this.membership.join(this.substrate, this.capacity);
+        await this.reattach();
+        this.scheduler.start(this.opts.tickMs ?? 1000);
+        this.log('info', `node ${this.nodeName} joined the cluster again`);
+        return;
+      } catch (err) {
+        if (err instanceof FerryError && err.code === 'FERRY_NODE_TAKEN') {
+          this.log('error', err.message);
+          return;
+        }
+        this.log('warn', `node ${this.nodeName} cannot join the cluster again yet (retrying in ${delay} ms): ${(err as Error).message}`);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** A notice from another node (or this one): act on it now rather than at the next pass. */
+  private onNotice(notice: Notice | { readonly t: 'reconnected' }): void {
+    if (this.stopped) return;
+    const close = (issue: string) =>
+      this.teardown.finishClosure(issue, { name: SYSTEM }).catch((err: unknown) => this.log('warn', `closing ${issue}: ${(err as Error).message}`));
+    if (notice.t === 'closed') void close(notice.issue);
+    // Notices sent while the session was away are lost: look for closures this node has a part in.
+    if (notice.t === 'reconnected') void this.store.issuesPendingTeardown().then((issues) => Promise.all(issues.map(close)));
+    this.poke();
   }
 
   /** Wait for every attempt this runner supervises to end (tests, benchmarks). */
@@ -166,6 +287,11 @@ export class Runner {
    */
   async putTenant(id: string, body: unknown): Promise<{ tenant: TenantRecord; created: boolean; handedOver: string | null }> {
     const input = parseTenantInput(body);
+    const node = input.node ?? (await this.store.getTenant(id))?.node ?? this.nodeName;
+    if (node !== this.nodeName && !(await this.store.getNode(node))) {
+      const known = (await this.store.listNodes()).map((n) => n.name).join(', ');
+      throw tenantError('node', `there is no node ${node}; the nodes are: ${known}. A node exists once it has started`);
+    }
     const folders = this.substrate.kind === 'process';
     const defaultData = folders && this.opts.tenantsDir ? join(this.opts.tenantsDir, id) : `ferry-tenant-${id}`;
     const data = input.data ?? defaultData;
@@ -178,12 +304,17 @@ export class Runner {
     if (input.runAs && input.runAs.uid === ownUid) throw tenantError('runAs.uid', `uid ${ownUid} is Ferry's own; give the tenant an identity of its own`);
     const result = await this.store.putTenant(
       id,
-      { steadyState: input.steadyState, data, runAs: input.runAs ?? null, allowRoot: input.allowRoot ?? false },
+      { steadyState: input.steadyState, data, runAs: input.runAs ?? null, allowRoot: input.allowRoot ?? false, node },
       this.opts.uidRange,
       this.now(),
     );
-    const handedOver = await this.substrate.adoptTenantData(asTenant(result.tenant));
-    if (handedOver) this.log('info', `tenant ${id}: ${handedOver}`);
+    // The data is on the tenant's node: this node hands it over if it is that node; else that node does, before its first start.
+    let handedOver: string | null = null;
+    if (node === this.nodeName) {
+      handedOver = await this.substrate.adoptTenantData(asTenant(result.tenant));
+      await this.store.markTenantAdopted(id, result.tenant.updatedAt, this.now());
+      if (handedOver) this.log('info', `tenant ${id}: ${handedOver}`);
+    }
     this.poke();
     return { tenant: result.tenant, created: result.created, handedOver };
   }
@@ -193,7 +324,7 @@ export class Runner {
   /** Filing-time verdict; changes nothing. Throws FERRY_INVALID_REQUEST for a bad document. */
   async check(document: unknown): Promise<Verdict> {
     const request = parseMigrationRequest(document, this.opts.issueDefaults);
-    const verdict = await runGate(this.store, this.gateLimits, request.tenant, request.peak, this.now());
+    const verdict = await runGate(this.store, this.limitsOf, request.tenant, request.peak, this.now());
     if (!verdict.ok) for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'check', code: r.code });
     return verdict;
   }
@@ -207,7 +338,7 @@ export class Runner {
         issue: request.issue,
       });
     }
-    const verdict = await runGate(this.store, this.gateLimits, request.tenant, request.peak, this.now());
+    const verdict = await runGate(this.store, this.limitsOf, request.tenant, request.peak, this.now());
     if (!verdict.ok) {
       for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'filing', code: r.code });
       throw new RejectedError(verdict, null);
@@ -228,7 +359,7 @@ export class Runner {
     if (m.state !== 'filed') throw wrongState(m, 'approve', 'filed');
     await this.refuseOnClosedIssue(m.issue, 'approve');
     // The gate runs before the approval is recorded, so both moves commit together.
-    const verdict = await runGate(this.store, this.gateLimits, m.tenant, m.peak, this.now());
+    const verdict = await runGate(this.store, this.limitsOf, m.tenant, m.peak, this.now());
     const approved = { event: { actor: actor.name, kind: 'approve' } as const };
     if (!verdict.ok) {
       for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'gate', code: r.code });
@@ -274,7 +405,7 @@ export class Runner {
     const plan = planRecovery(action, heldFactsOf(m, lastStep));
     if (plan.action === 'accept-partial' || plan.action === 'abandon') return this.move(m, { actor: actor.name, kind: plan.action, reason });
     // Re-admission: the tenant's steady-state may have shrunk since the last attempt.
-    const verdict = await runGate(this.store, this.gateLimits, m.tenant, m.peak, this.now());
+    const verdict = await runGate(this.store, this.limitsOf, m.tenant, m.peak, this.now());
     if (!verdict.ok) {
       for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'gate', code: r.code });
       await this.store.appendEvent(
@@ -309,6 +440,14 @@ export class Runner {
       if (isTerminal(m.state)) throw wrongState(m, 'cancel', 'filed, approved, queued, running or held');
       if (m.state === 'running') {
         const active = this.attempts.get(id);
+        const owner = active ? this.nodeName : (await this.store.getAttempt(m.id, m.attempts))?.node;
+        if (owner && owner !== this.nodeName) {
+          throw new FerryError(
+            'FERRY_CONFLICT',
+            `migration ${id} is running on node ${owner}: only that node can stop its job; cancel it through node ${owner}'s API`,
+            { id, node: owner },
+          );
+        }
         if (!active) {
           // Between the scheduler's start and its supervision, or just ended: look again shortly.
           if (tries >= 200) throw new FerryError('FERRY_CONFLICT', `migration ${id} is running but this runner does not supervise it; retry in a moment`);

@@ -14,7 +14,7 @@ import type { AttemptSupervisor } from './attempt-supervisor.ts';
 import { runGate } from './gate.ts';
 import { SYSTEM, type RunnerContext } from './runner-context.ts';
 import { stepSpec } from './step-spec.ts';
-import { tenantOf } from './tenant-view.ts';
+import { asTenant, tenantOf } from './tenant-view.ts';
 
 export class SchedulerLoop {
   private readonly ctx: RunnerContext;
@@ -65,12 +65,17 @@ export class SchedulerLoop {
   }
 
   private async tick(): Promise<void> {
-    const { store } = this.ctx;
-    const queued = await store.listQueued();
+    const { store, nodeName } = this.ctx;
+    // A node that cannot be sure its lease is still its own starts nothing.
+    if (!this.ctx.canStart()) return;
+    const unadopted = await this.adoptTenants();
+    const queued = (await store.listQueued(nodeName)).filter((m) => !unadopted.has(m.tenant));
     if (queued.length === 0) return;
     const holders = new Map<string, string>();
     for (const h of await store.listHolders()) holders.set(h.tenant, h.id);
-    const inUse = await store.runningPeaks();
+    // A job of an attempt another node took over still runs for these: nothing new starts beside it.
+    for (const tenant of this.ctx.blockedTenants) if (!holders.has(tenant)) holders.set(tenant, '(a job of a taken-over attempt)');
+    const inUse = await store.runningPeaks(nodeName);
     const starts = decideStarts({
       queued: queued.map((m, seq) => ({ id: m.id, tenant: m.tenant, peak: m.peak, seq })),
       holders,
@@ -78,10 +83,30 @@ export class SchedulerLoop {
       capacity: this.ctx.gateLimits().capacity,
     });
     for (const id of starts) {
-      if (this.ctx.isStopped()) return;
+      if (this.ctx.isStopped() || !this.ctx.canStart()) return;
       const m = await store.getMigration(id);
       if (m?.state === 'queued') await this.launchAttempt(m);
     }
+  }
+
+  /**
+   * Hand the data of tenants registered for this node through another node to their identity. Returns
+   * the tenants whose hand-over failed: their migrations wait (the next pass tries again).
+   */
+  private async adoptTenants(): Promise<Set<string>> {
+    const { ctx } = this;
+    const failed = new Set<string>();
+    for (const t of await ctx.store.listUnadoptedTenants(ctx.nodeName)) {
+      try {
+        const handedOver = await ctx.substrate.adoptTenantData(asTenant(t));
+        await ctx.store.markTenantAdopted(t.id, t.updatedAt, ctx.now());
+        if (handedOver) ctx.log('info', `tenant ${t.id}: ${handedOver}`);
+      } catch (err) {
+        failed.add(t.id);
+        ctx.log('warn', `tenant ${t.id}: cannot hand its data to its identity yet: ${coerceError(err).message}`);
+      }
+    }
+    return failed;
   }
 
   /**
@@ -92,7 +117,7 @@ export class SchedulerLoop {
     const { ctx } = this;
     const { store, substrate } = ctx;
     const now = ctx.now();
-    const verdict = await runGate(store, ctx.gateLimits(), m.tenant, m.peak, now);
+    const verdict = await runGate(store, () => ctx.gateLimits(), m.tenant, m.peak, now);
     if (!verdict.ok) {
       for (const r of verdict.reasons) ctx.metrics.rejections.inc({ where: 'gate', code: r.code });
       // Never ran: rejected. Ran before: back to held with the gate's reasons, data as it is.
@@ -134,11 +159,13 @@ export class SchedulerLoop {
         now,
         firstJob: { step: fromStep, ref: firstJob },
         artifacts,
+        lease: ctx.lease(),
       });
     } catch (err) {
-      // The tenant has another holder, or the migration moved meanwhile (a cancel): nothing was
-      // recorded, so nothing is left to undo.
+      // The tenant has another holder, the migration moved meanwhile (a cancel), or this node's
+      // lease was taken over: nothing was recorded, so nothing is left to undo.
       if (err instanceof FerryError && (err.code === 'FERRY_TENANT_BUSY' || err.code === 'FERRY_CONFLICT')) return;
+      if (err instanceof FerryError && err.code === 'FERRY_FENCED') return ctx.onFenced();
       throw err;
     }
     ctx.metrics.transitions.inc({ to: 'running' });

@@ -20,6 +20,8 @@ export interface RemovedArtifact {
 
 export interface PendingArtifact extends RemovedArtifact {
   readonly error: string;
+  /** The node it lives on; it removes it (when it is down: when it is back). */
+  readonly node?: string | null;
 }
 
 export interface IssueClosure {
@@ -50,6 +52,11 @@ export class Teardown {
     const cancelled: string[] = [];
     for (const m of await this.ctx.store.listMigrations({ issue: ref })) {
       if (isTerminal(m.state)) continue;
+      // A job running on another node is stopped by that node: it tears down its part on the notice.
+      if (m.state === 'running' && !this.supervisor.has(m.id)) {
+        const node = (await this.ctx.store.getAttempt(m.id, m.attempts))?.node;
+        if (node && node !== this.ctx.nodeName) continue;
+      }
       try {
         await this.cancel(m.id, actor, `issue ${ref} closed`);
         cancelled.push(m.id);
@@ -71,7 +78,16 @@ export class Teardown {
     const present = (await ctx.store.listArtifacts({ issue: ref, present: true })).sort(
       (a, b) => TEARDOWN_ORDER.indexOf(a.kind) - TEARDOWN_ORDER.indexOf(b.kind),
     );
+    const nodes = new Map((await ctx.store.listNodes()).map((n) => [n.name, n]));
     for (const a of present) {
+      // Every node removes its own: another node's are pending here until it has.
+      if (a.node !== null && a.node !== ctx.nodeName) {
+        const n = nodes.get(a.node);
+        const where =
+          n?.state === 'up' ? `on node ${a.node}, which removes it` : `on node ${a.node}, which is ${n?.state ?? 'unknown'}: removed when it is back`;
+        pending.push({ migrationId: a.migrationId, kind: a.kind, ref: a.ref, node: a.node, error: where });
+        continue;
+      }
       if (this.supervisor.has(a.migrationId)) {
         pending.push({ migrationId: a.migrationId, kind: a.kind, ref: a.ref, error: 'its attempt is still stopping' });
         continue;
@@ -89,8 +105,10 @@ export class Teardown {
       ctx.metrics.artifactsRemoved.inc({ kind: a.kind });
       removed.push({ migrationId: a.migrationId, kind: a.kind, ref: a.ref });
     }
-    if (pending.length === 0) await ctx.store.markTeardownDone(ref, ctx.now());
-    else ctx.log('warn', `issue ${ref}: ${pending.length} artifact(s) not removed yet; retried on the next close or start`, { pending });
+    const here = pending.filter((p) => !p.node || p.node === ctx.nodeName);
+    // Done when no node has any left; whichever node removes the last one marks it.
+    await ctx.store.markTeardownDoneIfClear(ref, ctx.now());
+    if (here.length > 0) ctx.log('warn', `issue ${ref}: ${here.length} artifact(s) not removed yet; retried on the next close or start`, { pending: here });
     return { removed, pending };
   }
 

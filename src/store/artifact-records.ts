@@ -14,6 +14,8 @@ export interface ArtifactIntent {
   readonly issue: string;
   readonly kind: string;
   readonly ref: string;
+  /** The node it will live on. */
+  readonly node: string | null;
 }
 
 export interface ArtifactFilter {
@@ -21,6 +23,8 @@ export interface ArtifactFilter {
   issue?: string;
   /** Only artifacts not removed yet (intended or created). */
   present?: boolean;
+  /** Only those on this node (and those recorded before nodes existed, which every node may remove). */
+  node?: string;
 }
 
 export class ArtifactRecords {
@@ -65,6 +69,8 @@ export class ArtifactRecords {
     if (filter.migrationId !== undefined) q = q.where('migration_id', '=', filter.migrationId);
     if (filter.issue !== undefined) q = q.where('issue', '=', filter.issue);
     if (filter.present) q = q.where('state', '!=', 'removed');
+    const node = filter.node;
+    if (node !== undefined) q = q.where((eb) => eb.or([eb('node', '=', node), eb('node', 'is', null)]));
     const rows = await q.orderBy('id').execute();
     return rows.map(artifactRecord);
   }
@@ -85,6 +91,7 @@ export async function recordArtifactIn(db: Db, a: ArtifactIntent, now: Date): Pr
       recorded_at: now.toISOString(),
       created_at: null,
       removed_at: null,
+      node: a.node,
     })
     .execute();
   return artifactRecord(await db.selectFrom('artifacts').selectAll().where('kind', '=', a.kind).where('ref', '=', a.ref).executeTakeFirstOrThrow());

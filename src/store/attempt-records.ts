@@ -4,7 +4,9 @@
  * transaction; the rest is here. Reached through the Store.
  */
 import type { Kysely } from 'kysely';
-import type { ArtifactRecord, AttemptRecord } from './records.ts';
+import type { SqlDialect } from './dialect.ts';
+import { fenceIn } from './node-fence.ts';
+import type { ArtifactRecord, AttemptRecord, NodeLease } from './records.ts';
 import { recordArtifactIn } from './artifact-records.ts';
 import { attemptColumns, attemptRecord, type AttemptPatch } from './row-records.ts';
 import type { Database, Db } from './schema.ts';
@@ -17,6 +19,8 @@ export interface NewAttempt {
   readonly logRef: string;
   readonly firstJob?: { readonly step: number; readonly ref: string } | undefined;
   readonly startedAt: string;
+  /** The node starting it. */
+  readonly node: string | null;
 }
 
 export interface BeginStepArgs {
@@ -26,13 +30,17 @@ export interface BeginStepArgs {
   step: number;
   ref: string;
   now: Date;
+  /** The attempt's node's lease: the step starts only while it is current (FERRY_FENCED otherwise). */
+  lease?: NodeLease | undefined;
 }
 
 export class AttemptRecords {
   private readonly db: Kysely<Database>;
+  private readonly dialect: SqlDialect;
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, dialect: SqlDialect) {
     this.db = db;
+    this.dialect = dialect;
   }
 
   async list(migrationId: string): Promise<AttemptRecord[]> {
@@ -48,7 +56,12 @@ export class AttemptRecords {
   /** A later step of a running attempt: its job recorded (intent) and set on the attempt, in one transaction. */
   async beginStep(args: BeginStepArgs): Promise<ArtifactRecord> {
     return this.db.transaction().execute(async (trx) => {
-      const artifact = await recordArtifactIn(trx, { migrationId: args.migrationId, issue: args.issue, kind: 'job', ref: args.ref }, args.now);
+      if (args.lease) await fenceIn(trx, this.dialect, args.lease);
+      const artifact = await recordArtifactIn(
+        trx,
+        { migrationId: args.migrationId, issue: args.issue, kind: 'job', ref: args.ref, node: args.lease?.name ?? null },
+        args.now,
+      );
       await trx
         .updateTable('attempts')
         .set({ step: args.step, job_ref: args.ref })
@@ -76,6 +89,9 @@ export async function insertAttemptIn(db: Db, a: NewAttempt): Promise<void> {
       signal: null,
       cause: null,
       detail: null,
+      node: a.node,
+      taken_over_at: null,
+      late_outcome_at: null,
     })
     .execute();
 }

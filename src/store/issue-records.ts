@@ -1,14 +1,18 @@
 /** Issues as Ferry knows them: closed or not, and whether their teardown finished. Reached through the Store. */
 import type { Kysely } from 'kysely';
+import type { SqlDialect } from './dialect.ts';
+import { notifyIn } from './notices.ts';
 import type { IssueRecord } from './records.ts';
 import { issueRecord } from './row-records.ts';
 import type { Database } from './schema.ts';
 
 export class IssueRecords {
   private readonly db: Kysely<Database>;
+  private readonly dialect: SqlDialect;
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, dialect: SqlDialect) {
     this.db = db;
+    this.dialect = dialect;
   }
 
   async get(ref: string): Promise<IssueRecord | null> {
@@ -19,6 +23,8 @@ export class IssueRecords {
   /** Record that an issue is closed. Returns false when it already was (closure is idempotent). */
   async markClosed(ref: string, actor: string, now: Date): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
+      // Every node removes its own artifacts of a closed issue: tell them (again, on a repeated close).
+      await notifyIn(trx, this.dialect, { t: 'closed', issue: ref });
       const row = await trx.selectFrom('issues').selectAll().where('ref', '=', ref).executeTakeFirst();
       if (row?.closed_at) return false;
       // Upsert: a webhook and an API call closing the same issue at once must not collide.
@@ -33,8 +39,17 @@ export class IssueRecords {
     });
   }
 
-  async markTeardownDone(ref: string, now: Date): Promise<void> {
-    await this.db.updateTable('issues').set({ teardown_done_at: now.toISOString() }).where('ref', '=', ref).execute();
+  /** The issue's teardown is done when no artifact of it is left on any node: mark it so then. Returns whether it is. */
+  async markTeardownDoneIfClear(ref: string, now: Date): Promise<boolean> {
+    const result = await this.db
+      .updateTable('issues')
+      .set({ teardown_done_at: now.toISOString() })
+      .where('ref', '=', ref)
+      .where(({ not, exists, selectFrom }) =>
+        not(exists(selectFrom('artifacts').select('artifacts.id').where('artifacts.issue', '=', ref).where('artifacts.state', '!=', 'removed'))),
+      )
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
   }
 
   /** Closed issues whose teardown has not finished (a crash in the middle): resumed on start. */

@@ -118,24 +118,35 @@ export class MigrationRecords {
     return rows.map((r) => ({ id: r.id, tenant: r.tenant, state: r.state as MigrationState }));
   }
 
-  /** Queued migrations, oldest first, with just what the scheduler decides on (no request bodies). */
-  async listQueued(): Promise<Array<{ id: string; tenant: string; peak: Resources }>> {
+  /** Queued migrations of the tenants living on `node`, oldest first, with just what the scheduler decides on (no request bodies). */
+  async listQueued(node: string): Promise<Array<{ id: string; tenant: string; peak: Resources }>> {
     const rows = await this.db
       .selectFrom('migrations')
-      .select(['id', 'tenant', 'peak'])
-      .where('state', '=', 'queued')
-      .orderBy('created_at')
-      .orderBy('id')
+      .innerJoin('tenants', 'tenants.id', 'migrations.tenant')
+      .select(['migrations.id', 'migrations.tenant', 'migrations.peak'])
+      .where('migrations.state', '=', 'queued')
+      .where('tenants.node', '=', node)
+      .orderBy('migrations.created_at')
+      .orderBy('migrations.id')
       .execute();
     return rows.map((r) => ({ id: r.id, tenant: r.tenant, peak: JSON.parse(r.peak) as Resources }));
   }
 
-  /** Sum of the declared peaks of running migrations (the scheduler's budget in use). */
-  async runningPeaks(): Promise<Record<string, number>> {
-    const rows = await this.db.selectFrom('migrations').select('peak').where('state', '=', 'running').execute();
-    const sum: Record<string, number> = {};
-    for (const r of rows) for (const [d, v] of Object.entries(JSON.parse(r.peak) as Resources)) sum[d] = (sum[d] ?? 0) + v;
-    return sum;
+  /** Running migrations whose current attempt `node` started (all running ones when node is undefined), with their peaks. */
+  async listRunning(node?: string): Promise<Array<{ id: string; node: string | null; peak: Resources }>> {
+    let q = this.db
+      .selectFrom('migrations')
+      .innerJoin('attempts', (j) => j.onRef('attempts.migration_id', '=', 'migrations.id').onRef('attempts.number', '=', 'migrations.attempts'))
+      .select(['migrations.id', 'migrations.peak', 'attempts.node'])
+      .where('migrations.state', '=', 'running');
+    if (node !== undefined) q = q.where('attempts.node', '=', node);
+    const rows = await q.orderBy('migrations.id').execute();
+    return rows.map((r) => ({ id: r.id, node: r.node, peak: JSON.parse(r.peak) as Resources }));
+  }
+
+  /** Sum of the declared peaks of the migrations running on `node` (the scheduler's budget in use there). */
+  async runningPeaks(node: string): Promise<Record<string, number>> {
+    return sumPeaks(await this.listRunning(node));
   }
 
   /** Change fields that are not the state (checkpoint, progress, snapshot). No event. */
@@ -146,4 +157,11 @@ export class MigrationRecords {
       .where('id', '=', id)
       .execute();
   }
+}
+
+/** The sum, per dimension, of the peaks of `running`. */
+export function sumPeaks(running: ReadonlyArray<{ peak: Resources }>): Record<string, number> {
+  const sum: Record<string, number> = {};
+  for (const r of running) for (const [d, v] of Object.entries(r.peak)) sum[d] = (sum[d] ?? 0) + v;
+  return sum;
 }

@@ -11,7 +11,10 @@ import type { MigrationState, Verdict } from '../core/types.ts';
 import { recordArtifactIn } from './artifact-records.ts';
 import { insertAttemptIn, updateAttemptIn } from './attempt-records.ts';
 import { insertEvent, type EventInput } from './event-records.ts';
-import type { ArtifactRecord, MigrationRecord } from './records.ts';
+import type { SqlDialect } from './dialect.ts';
+import { fenceIn } from './node-fence.ts';
+import { notifyIn } from './notices.ts';
+import type { ArtifactRecord, MigrationRecord, NodeLease } from './records.ts';
 import { migrationRecord, patchColumns, type AttemptPatch, type MigrationPatch } from './row-records.ts';
 import type { Database } from './schema.ts';
 import { ONE_HOLDER_PER_TENANT } from './tenant-holders.ts';
@@ -35,6 +38,8 @@ export interface TransitionArgs {
   patch?: MigrationPatch;
   event: TransitionEvent;
   now: Date;
+  /** The node's lease, for a move a node makes on its own attempt: refused (FERRY_FENCED) when it is not current. */
+  lease?: NodeLease | undefined;
 }
 
 export interface TransitionsArgs {
@@ -42,7 +47,11 @@ export interface TransitionsArgs {
   from: MigrationState | readonly MigrationState[];
   moves: ReadonlyArray<{ patch?: MigrationPatch | undefined; event: TransitionEvent }>;
   now: Date;
+  lease?: NodeLease | undefined;
 }
+
+/** The moves of a transaction, heard by the listeners once it commits. */
+export type Heard = Array<{ m: MigrationRecord; from: MigrationState; event: EventInput }>;
 
 export interface StartAttemptArgs {
   id: string;
@@ -57,6 +66,8 @@ export interface StartAttemptArgs {
   now: Date;
   /** The first step's job, recorded on the attempt before it is started. */
   firstJob?: { step: number; ref: string };
+  /** The starting node's lease: the attempt (and its artifacts) are that node's. */
+  lease?: NodeLease | undefined;
   /** Artifacts the attempt will create (log, scratch, snapshot, first job): recorded here, before any is created. */
   artifacts?: ReadonlyArray<{ kind: string; ref: string }>;
 }
@@ -68,14 +79,18 @@ export interface FinishAttemptArgs {
   patch?: MigrationPatch;
   event: TransitionEvent;
   now: Date;
+  /** The attempt's node's lease: only that node, with its current lease, records the outcome. */
+  lease?: NodeLease | undefined;
 }
 
 export class MigrationTransitions {
   private readonly db: Kysely<Database>;
+  private readonly dialect: SqlDialect;
   private readonly listeners = new Set<TransitionListener>();
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, dialect: SqlDialect) {
     this.db = db;
+    this.dialect = dialect;
   }
 
   /** Listen to committed transitions; returns the function that stops listening. */
@@ -98,50 +113,63 @@ export class MigrationTransitions {
    * compare-and-set with its own event. Listeners hear every move once the whole commits.
    */
   async transitions(args: TransitionsArgs, inTrx?: InTransition): Promise<MigrationRecord> {
-    const at = args.now.toISOString();
-    const heard: Array<{ from: MigrationState; event: EventInput }> = [];
-    try {
-      const row = await this.db.transaction().execute(async (trx) => {
-        const current = await trx.selectFrom('migrations').select('state').where('id', '=', args.id).executeTakeFirst();
-        if (!current) throw new FerryError('FERRY_NOT_FOUND', `no migration ${args.id}`, { id: args.id });
-        let froms = typeof args.from === 'string' ? [args.from] : [...args.from];
-        let state = current.state as MigrationState;
-        for (const move of args.moves) {
-          const conflict = () =>
-            new FerryError('FERRY_CONFLICT', `migration ${args.id} is ${state}, not ${froms.join(' or ')}; it changed meanwhile, reload it and decide again`, {
-              id: args.id,
-              state,
-              expected: froms,
-            });
-          if (!froms.includes(state)) throw conflict();
-          // The one transition table decides where the event leads, and refuses an illegal one.
-          const to = transition(state, move.event.kind);
-          const result = await trx
-            .updateTable('migrations')
-            .set({ state: to, updated_at: at, ...patchColumns(move.patch ?? {}) })
-            .where('id', '=', args.id)
-            .where('state', '=', state)
-            .executeTakeFirst();
-          if (Number(result.numUpdatedRows) !== 1) throw conflict();
-          await insertEvent(trx, args.id, state, to, move.event, at);
-          heard.push({ from: state, event: move.event });
-          state = to;
-          froms = [to];
-        }
-        const updated = migrationRecord(await trx.selectFrom('migrations').selectAll().where('id', '=', args.id).executeTakeFirstOrThrow());
-        if (inTrx) await inTrx(trx, updated);
-        return updated;
-      });
-      for (const { from, event } of heard) {
-        for (const listener of this.listeners) {
-          try {
-            listener(row, from, event);
-          } catch {
-            // a listener's failure never undoes or blocks a transition
-          }
+    const heard: Heard = [];
+    const row = await this.db.transaction().execute((trx) => this.applyIn(trx, args, heard, inTrx));
+    this.tell(heard);
+    return row;
+  }
+
+  /** Tell the listeners about moves that committed. */
+  tell(heard: Heard): void {
+    for (const { m, from, event } of heard) {
+      for (const listener of this.listeners) {
+        try {
+          listener(m, from, event);
+        } catch {
+          // a listener's failure never undoes or blocks a transition
         }
       }
-      return row;
+    }
+  }
+
+  /** The moves of `args` inside the caller's transaction; what they did goes to `heard`, for tell() after the commit. */
+  async applyIn(trx: Transaction<Database>, args: TransitionsArgs, heard: Heard, inTrx?: InTransition): Promise<MigrationRecord> {
+    const at = args.now.toISOString();
+    const moved: Array<{ from: MigrationState; event: EventInput }> = [];
+    try {
+      if (args.lease) await fenceIn(trx, this.dialect, args.lease);
+      const current = await trx.selectFrom('migrations').select('state').where('id', '=', args.id).executeTakeFirst();
+      if (!current) throw new FerryError('FERRY_NOT_FOUND', `no migration ${args.id}`, { id: args.id });
+      let froms = typeof args.from === 'string' ? [args.from] : [...args.from];
+      let state = current.state as MigrationState;
+      for (const move of args.moves) {
+        const conflict = () =>
+          new FerryError('FERRY_CONFLICT', `migration ${args.id} is ${state}, not ${froms.join(' or ')}; it changed meanwhile, reload it and decide again`, {
+            id: args.id,
+            state,
+            expected: froms,
+          });
+        if (!froms.includes(state)) throw conflict();
+        // The one transition table decides where the event leads, and refuses an illegal one.
+        const to = transition(state, move.event.kind);
+        const result = await trx
+          .updateTable('migrations')
+          .set({ state: to, updated_at: at, ...patchColumns(move.patch ?? {}) })
+          .where('id', '=', args.id)
+          .where('state', '=', state)
+          .executeTakeFirst();
+        if (Number(result.numUpdatedRows) !== 1) throw conflict();
+        await insertEvent(trx, args.id, state, to, move.event, at);
+        moved.push({ from: state, event: move.event });
+        state = to;
+        froms = [to];
+      }
+      const updated = migrationRecord(await trx.selectFrom('migrations').selectAll().where('id', '=', args.id).executeTakeFirstOrThrow());
+      if (inTrx) await inTrx(trx, updated);
+      // The tenant's node (which may be another) starts it: tell it now rather than at its next pass.
+      if (updated.state === 'queued') await notifyIn(trx, this.dialect, { t: 'queued', id: updated.id, tenant: updated.tenant });
+      for (const m of moved) heard.push({ m: updated, ...m });
+      return updated;
     } catch (err) {
       if (isUniqueViolation(err, ONE_HOLDER_PER_TENANT)) {
         throw new FerryError(
@@ -174,6 +202,7 @@ export class MigrationTransitions {
         },
         event: { ...args.event, kind: 'start' },
         now: args.now,
+        lease: args.lease,
       },
       async (trx, m) => {
         if (m.attempts !== args.number) throw new FerryError('FERRY_CONFLICT', `migration ${args.id} attempt numbering changed meanwhile`);
@@ -184,9 +213,11 @@ export class MigrationTransitions {
           logRef: args.logRef,
           firstJob: args.firstJob,
           startedAt: args.now.toISOString(),
+          node: args.lease?.name ?? null,
         });
         artifacts = [];
-        for (const a of args.artifacts ?? []) artifacts.push(await recordArtifactIn(trx, { migrationId: m.id, issue: m.issue, ...a }, args.now));
+        for (const a of args.artifacts ?? [])
+          artifacts.push(await recordArtifactIn(trx, { migrationId: m.id, issue: m.issue, node: args.lease?.name ?? null, ...a }, args.now));
       },
     );
     return { migration, artifacts };
@@ -194,7 +225,25 @@ export class MigrationTransitions {
 
   /** End the running attempt: its event (`succeed`, `fail`, `cancel`) decides the migration's next state; one transaction. */
   async finishAttempt(args: FinishAttemptArgs): Promise<MigrationRecord> {
-    return this.transition({ id: args.id, from: 'running', patch: args.patch ?? {}, event: args.event, now: args.now }, async (trx) => {
+    const { lease } = args;
+    return this.transition({ id: args.id, from: 'running', patch: args.patch ?? {}, event: args.event, now: args.now, lease }, async (trx) => {
+      if (lease) {
+        const attempt = await trx
+          .selectFrom('attempts')
+          .select('node')
+          .where('migration_id', '=', args.id)
+          .where('number', '=', args.number)
+          .executeTakeFirst();
+        if (attempt?.node !== lease.name) {
+          throw new FerryError(
+            'FERRY_FENCED',
+            `attempt ${args.number} of migration ${args.id} belongs to node ${attempt?.node ?? '(none)'}, not ${lease.name}`,
+            {
+              id: args.id,
+            },
+          );
+        }
+      }
       await updateAttemptIn(trx, args.id, args.number, { ...args.attempt, endedAt: args.now.toISOString() });
     });
   }

@@ -2,6 +2,7 @@
 import SQLite from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
+import { KEEPALIVE_OPTIONS } from './node-session.ts';
 import { migrateToLatest } from './schema-migrations.ts';
 import type { Database } from './schema.ts';
 import { Store } from './store.ts';
@@ -55,7 +56,11 @@ export async function openPostgresStore(connectionString: string, options: { sch
   const pool = new pg.Pool({
     connectionString,
     max: options.max ?? 10,
-    ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+    // A node cut off from PostgreSQL gets an error rather than a query that waits for ever.
+    query_timeout: 30_000,
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+    options: `${options.schema ? `-c search_path=${options.schema} ` : ''}${KEEPALIVE_OPTIONS}`,
   });
   // An idle pooled connection that PostgreSQL closes (a restart, a DROP ... WITH (FORCE)) is
   // reported on the pool; unhandled, that event would end the process. The next query reconnects.
@@ -67,5 +72,5 @@ export async function openPostgresStore(connectionString: string, options: { sch
     await db.destroy();
     throw err;
   }
-  return new Store(db, 'postgres');
+  return new Store(db, 'postgres', { connectionString, schema: options.schema });
 }

@@ -42,6 +42,12 @@ export interface AttemptRecord {
   readonly signal: string | null;
   readonly cause: FailureCause | null;
   readonly detail: string | null;
+  /** The node that started the attempt: only it re-attaches to its jobs and records their outcome. Null: before nodes existed. */
+  readonly node: string | null;
+  /** When another node held the attempt `lost` because its node's lease ran out; its job may have lived on. */
+  readonly takenOverAt: string | null;
+  /** When the attempt's node, back, recorded what its job really did after the takeover. */
+  readonly lateOutcomeAt: string | null;
 }
 
 export interface EventRecord {
@@ -68,6 +74,8 @@ export interface ArtifactRecord {
   readonly recordedAt: string;
   readonly createdAt: string | null;
   readonly removedAt: string | null;
+  /** The node the artifact lives on (only it removes it); null: recorded before nodes existed. */
+  readonly node: string | null;
 }
 
 export interface TenantRecord {
@@ -77,6 +85,10 @@ export interface TenantRecord {
   /** Null only for a tenant registered before identities existed, until the next start gives it one. */
   readonly runAs: Identity | null;
   readonly allowRoot: boolean;
+  /** The node the tenant lives on: its jobs, data, scratch, snapshots and logs are there. */
+  readonly node: string | null;
+  /** When its data was last handed to its identity on its node; null: its node still has to. */
+  readonly adoptedAt: string | null;
   readonly createdAt: string;
   readonly updatedAt: string;
 }
@@ -86,4 +98,27 @@ export interface IssueRecord {
   readonly closedAt: string | null;
   readonly closedBy: string | null;
   readonly teardownDoneAt: string | null;
+}
+
+export type NodeState = 'up' | 'lost' | 'left';
+
+export interface NodeRecord {
+  readonly name: string;
+  /** The node's API address, once it listens. */
+  readonly url: string | null;
+  readonly substrate: string;
+  readonly capacity: Resources;
+  /** The dimensions its substrate enforces, or null when it enforces none (limits not enforced). */
+  readonly enforced: readonly string[] | null;
+  readonly state: NodeState;
+  readonly epoch: number;
+  readonly startedAt: string;
+  readonly lastSeenAt: string;
+  readonly lostAt: string | null;
+}
+
+/** A node's claim on its lease: the store refuses a node's write whose epoch is not the current one. */
+export interface NodeLease {
+  readonly name: string;
+  readonly epoch: number;
 }

@@ -4,7 +4,17 @@
  */
 import type { Selectable } from 'kysely';
 import type { FailureCause, MigrationRequest, MigrationState, Resources, Verdict } from '../core/types.ts';
-import type { ArtifactRecord, ArtifactState, AttemptRecord, EventRecord, IssueRecord, MigrationRecord, TenantRecord } from './records.ts';
+import type {
+  ArtifactRecord,
+  ArtifactState,
+  AttemptRecord,
+  EventRecord,
+  IssueRecord,
+  MigrationRecord,
+  NodeRecord,
+  NodeState,
+  TenantRecord,
+} from './records.ts';
 import type { AttemptsTable, Database, MigrationsTable } from './schema.ts';
 
 /** Fields of a migration a transition may change alongside its state. */
@@ -115,6 +125,9 @@ export function attemptRecord(r: Selectable<AttemptsTable>): AttemptRecord {
     signal: r.signal,
     cause: r.cause as FailureCause | null,
     detail: r.detail,
+    node: r.node,
+    takenOverAt: r.taken_over_at,
+    lateOutcomeAt: r.late_outcome_at,
   };
 }
 
@@ -139,6 +152,8 @@ export function tenantRecord(r: Selectable<Database['tenants']>): TenantRecord {
     data: r.data,
     runAs: r.run_as_uid === null ? null : { uid: Number(r.run_as_uid), gid: Number(r.run_as_gid ?? r.run_as_uid) },
     allowRoot: Number(r.allow_root) === 1,
+    node: r.node,
+    adoptedAt: r.adopted_at,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -159,5 +174,21 @@ export function artifactRecord(r: Selectable<Database['artifacts']>): ArtifactRe
     recordedAt: r.recorded_at,
     createdAt: r.created_at,
     removedAt: r.removed_at,
+    node: r.node,
+  };
+}
+
+export function nodeRecord(r: Selectable<Database['nodes']>): NodeRecord {
+  return {
+    name: r.name,
+    url: r.url,
+    substrate: r.substrate,
+    capacity: JSON.parse(r.capacity) as Resources,
+    enforced: r.enforced === null ? null : (JSON.parse(r.enforced) as string[]),
+    state: r.state as NodeState,
+    epoch: Number(r.epoch),
+    startedAt: r.started_at,
+    lastSeenAt: new Date(Number(r.last_seen_ms)).toISOString(),
+    lostAt: r.lost_at,
   };
 }

@@ -10,6 +10,7 @@ import { initial } from './migrations/0001-initial.ts';
 import { tracker } from './migrations/0002-tracker.ts';
 import { tenantIdentity } from './migrations/0003-tenant-identity.ts';
 import { stateChecks } from './migrations/0004-state-checks.ts';
+import { nodes } from './migrations/0005-nodes.ts';
 
 export function schemaMigrations(dialect: SqlDialect): Record<string, Migration> {
   return {
@@ -17,6 +18,7 @@ export function schemaMigrations(dialect: SqlDialect): Record<string, Migration>
     '0002-tracker': tracker(dialect),
     '0003-tenant-identity': tenantIdentity(),
     '0004-state-checks': stateChecks(dialect),
+    '0005-nodes': nodes(dialect),
   };
 }
 
@@ -29,7 +31,7 @@ export async function migrateToLatest(db: Kysely<unknown>, dialect: SqlDialect, 
   const unknown = applied.filter((name) => !(name in known));
   if (unknown.length > 0) {
     throw new FerryError(
-      'FERRY_INTERNAL',
+      'FERRY_SCHEMA_NEWER',
       `the database schema is newer than this Ferry (it has ${unknown.join(', ')}, this Ferry knows up to ${Object.keys(known).sort().at(-1)}); run the newer Ferry that wrote it`,
     );
   }

@@ -8,6 +8,8 @@ export interface TenantsTable {
   run_as_uid: number | null;
   run_as_gid: number | null;
   allow_root: Generated<number>;
+  node: string | null;
+  adopted_at: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -53,6 +55,9 @@ export interface AttemptsTable {
   signal: string | null;
   cause: string | null;
   detail: string | null;
+  node: string | null;
+  taken_over_at: string | null;
+  late_outcome_at: string | null;
 }
 
 export interface EventsTable {
@@ -77,6 +82,30 @@ export interface ArtifactsTable {
   recorded_at: string;
   created_at: string | null;
   removed_at: string | null;
+  node: string | null;
+}
+
+/** The nodes of a cluster (one row on SQLite) and their leases. */
+export interface NodesTable {
+  name: string;
+  url: string | null;
+  substrate: string;
+  capacity: string;
+  enforced: string | null;
+  state: string;
+  epoch: number;
+  started_at: string;
+  /** The database's clock at the last renewal, ms since 1970 (PostgreSQL bigint: a string through pg). */
+  last_seen_ms: number | string;
+  lost_at: string | null;
+}
+
+/** The admin token's digest, written by the first node, so that the token works on every node. */
+export interface AdminTokensTable {
+  name: string;
+  sha256: string;
+  created_by: string;
+  created_at: string;
 }
 
 export interface IssuesTable {
@@ -146,6 +175,8 @@ export interface Database {
   tracker_threads: TrackerThreadsTable;
   tracker_outbox: TrackerOutboxTable;
   tracker_status_comments: TrackerStatusCommentsTable;
+  nodes: NodesTable;
+  admin_tokens: AdminTokensTable;
 }
 
 /** The Store's handle or one of its transactions: helpers that must also run inside a caller's transaction take either. */

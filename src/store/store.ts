@@ -12,6 +12,8 @@
  */
 import type { Kysely } from 'kysely';
 import { FerryError } from '../core/errors.ts';
+import type { LogFn } from '../core/log.ts';
+import { AdminTokenRecords } from './admin-token-records.ts';
 import type { MigrationState, Resources } from '../core/types.ts';
 import { ArtifactRecords, type ArtifactFilter } from './artifact-records.ts';
 import { AttemptRecords, type BeginStepArgs } from './attempt-records.ts';
@@ -29,13 +31,36 @@ import {
   type TransitionListener,
   type TransitionsArgs,
 } from './migration-transitions.ts';
-import type { ArtifactRecord, ArtifactState, AttemptRecord, EventRecord, IssueRecord, MigrationRecord, TenantRecord } from './records.ts';
+import { NodeRecords, type LateOutcome, type NodeRegistration, type TakenOverNode } from './node-records.ts';
+import { openPostgresSession, sqliteSession, type NodeSession, type PostgresTarget } from './node-session.ts';
+import type {
+  ArtifactRecord,
+  ArtifactState,
+  AttemptRecord,
+  EventRecord,
+  IssueRecord,
+  MigrationRecord,
+  NodeLease,
+  NodeRecord,
+  TenantRecord,
+} from './records.ts';
 import type { AttemptPatch, MigrationPatch } from './row-records.ts';
 import type { Database } from './schema.ts';
 import { TenantRecords, type TenantInput, type UidRange } from './tenant-records.ts';
 import { ThreadRecords } from './thread-records.ts';
 
-export type { AttemptPatch, EventInput, MigrationPatch, NewMigration, TransitionEvent, TransitionListener };
+export type {
+  AttemptPatch,
+  EventInput,
+  LateOutcome,
+  MigrationPatch,
+  NewMigration,
+  NodeRegistration,
+  NodeSession,
+  TakenOverNode,
+  TransitionEvent,
+  TransitionListener,
+};
 
 export class Store {
   readonly dialect: SqlDialect;
@@ -50,18 +75,24 @@ export class Store {
   private readonly attempts: AttemptRecords;
   private readonly events: EventRecords;
   private readonly artifacts: ArtifactRecords;
+  private readonly nodes: NodeRecords;
+  private readonly adminTokens: AdminTokenRecords;
+  private readonly postgres: PostgresTarget | null;
 
-  constructor(db: Kysely<Database>, dialect: SqlDialect) {
+  constructor(db: Kysely<Database>, dialect: SqlDialect, postgres: PostgresTarget | null = null) {
     this.db = db;
     this.dialect = dialect;
+    this.postgres = postgres;
     this.threads = new ThreadRecords(db);
-    this.tenants = new TenantRecords(db);
-    this.issues = new IssueRecords(db);
+    this.tenants = new TenantRecords(db, dialect);
+    this.issues = new IssueRecords(db, dialect);
     this.migrations = new MigrationRecords(db);
-    this.moves = new MigrationTransitions(db);
-    this.attempts = new AttemptRecords(db);
+    this.moves = new MigrationTransitions(db, dialect);
+    this.attempts = new AttemptRecords(db, dialect);
     this.events = new EventRecords(db);
     this.artifacts = new ArtifactRecords(db);
+    this.nodes = new NodeRecords(db, dialect, this.moves);
+    this.adminTokens = new AdminTokenRecords(db);
   }
 
   /** Listen to committed transitions; returns the function that stops listening. */
@@ -93,6 +124,74 @@ export class Store {
     return this.tenants.list();
   }
 
+  /** Record that its node handed the tenant's data to its identity, unless the tenant changed since `seen` (its updatedAt). */
+  markTenantAdopted(id: string, seen: string, now: Date): Promise<void> {
+    return this.tenants.markAdopted(id, seen, now);
+  }
+
+  /** Tenants living on `node` whose data it has not handed to their identity yet. */
+  listUnadoptedTenants(node: string): Promise<TenantRecord[]> {
+    return this.tenants.listUnadopted(node);
+  }
+
+  // ── nodes (node-records.ts, node-session.ts, admin-token-records.ts) ─────
+
+  /** Register (or re-register) a node with a new lease epoch; FERRY_NODE_TAKEN on SQLite that belongs to another node. */
+  registerNode(r: NodeRegistration): Promise<{ lease: NodeLease; previous: NodeRecord | null }> {
+    return this.nodes.register(r);
+  }
+
+  setNodeUrl(lease: NodeLease, url: string): Promise<void> {
+    return this.nodes.setUrl(lease, url);
+  }
+
+  /** Renew a node's lease; false when the lease is no longer current (taken over). */
+  renewNodeLease(lease: NodeLease): Promise<boolean> {
+    return this.nodes.renew(lease);
+  }
+
+  leaveNode(lease: NodeLease): Promise<void> {
+    return this.nodes.leave(lease);
+  }
+
+  listNodes(): Promise<NodeRecord[]> {
+    return this.nodes.list();
+  }
+
+  getNode(name: string): Promise<NodeRecord | null> {
+    return this.nodes.get(name);
+  }
+
+  /** Mark nodes whose lease ran out `lost` and hold their running migrations with cause `lost` (see node-records.ts). */
+  takeOverLostNodes(self: NodeLease, lostAfterMs: number, now: Date): Promise<TakenOverNode[]> {
+    return this.nodes.takeOverLost(self, lostAfterMs, now);
+  }
+
+  /** Attempts of `node` another node took over, whose job's real outcome is not recorded yet. */
+  listTakenOverAttempts(node: string): Promise<AttemptRecord[]> {
+    return this.nodes.listTakenOver(node);
+  }
+
+  /** Record what a taken-over attempt's job really did, as an event; the migration's state is unchanged. */
+  recordLateOutcome(lease: NodeLease, migrationId: string, number: number, outcome: LateOutcome, now: Date): Promise<boolean> {
+    return this.nodes.recordLateOutcome(lease, migrationId, number, outcome, now);
+  }
+
+  /** The node's own session: its lock (one process per node), notices from the other nodes, the outbox sender's role. */
+  openNodeSession(node: string, onTaken: (err: FerryError) => void, log: LogFn): Promise<NodeSession> {
+    return this.postgres ? openPostgresSession(this.postgres, node, onTaken, log) : Promise.resolve(sqliteSession());
+  }
+
+  /** The admin token's digest, or null before any node recorded one. */
+  adminTokenDigest(): Promise<string | null> {
+    return this.adminTokens.digest();
+  }
+
+  /** Record `sha256` as the admin token's digest unless one is recorded already; returns the one recorded. */
+  claimAdminToken(sha256: string, node: string, now: Date): Promise<string> {
+    return this.adminTokens.claim(sha256, node, now);
+  }
+
   // ── issues (issue-records.ts) ────────────────────────────────────────────
 
   getIssue(ref: string): Promise<IssueRecord | null> {
@@ -104,8 +203,9 @@ export class Store {
     return this.issues.markClosed(ref, actor, now);
   }
 
-  markTeardownDone(ref: string, now: Date): Promise<void> {
-    return this.issues.markTeardownDone(ref, now);
+  /** Mark the issue's teardown done if no artifact of it is left on any node; returns whether it is. */
+  markTeardownDoneIfClear(ref: string, now: Date): Promise<boolean> {
+    return this.issues.markTeardownDoneIfClear(ref, now);
   }
 
   /** Closed issues whose teardown has not finished (a crash in the middle): resumed on start. */
@@ -139,14 +239,19 @@ export class Store {
     return this.migrations.listHolders();
   }
 
-  /** Queued migrations, oldest first, with just what the scheduler decides on (no request bodies). */
-  listQueued(): Promise<Array<{ id: string; tenant: string; peak: Resources }>> {
-    return this.migrations.listQueued();
+  /** Queued migrations of the tenants living on `node`, oldest first, with just what the scheduler decides on (no request bodies). */
+  listQueued(node: string): Promise<Array<{ id: string; tenant: string; peak: Resources }>> {
+    return this.migrations.listQueued(node);
   }
 
-  /** Sum of the declared peaks of running migrations (the scheduler's budget in use). */
-  runningPeaks(): Promise<Record<string, number>> {
-    return this.migrations.runningPeaks();
+  /** Sum of the declared peaks of the migrations running on `node` (the scheduler's budget in use there). */
+  runningPeaks(node: string): Promise<Record<string, number>> {
+    return this.migrations.runningPeaks(node);
+  }
+
+  /** Running migrations with the node of their current attempt (only `node`'s when given). */
+  listRunning(node?: string): Promise<Array<{ id: string; node: string | null; peak: Resources }>> {
+    return this.migrations.listRunning(node);
   }
 
   /** Change fields that are not the state (checkpoint, progress, snapshot). No event. */

@@ -5,6 +5,8 @@
 import type { Kysely } from 'kysely';
 import { FerryError } from '../core/errors.ts';
 import type { Identity, Resources } from '../core/types.ts';
+import type { SqlDialect } from './dialect.ts';
+import { notifyIn } from './notices.ts';
 import type { TenantRecord } from './records.ts';
 import { tenantRecord } from './row-records.ts';
 import type { Database, Db } from './schema.ts';
@@ -21,13 +23,17 @@ export interface TenantInput {
   readonly data: string;
   readonly runAs: Identity | null;
   readonly allowRoot: boolean;
+  /** The node it lives on; default: the one it has (none for a tenant registered before nodes existed). */
+  readonly node?: string | undefined;
 }
 
 export class TenantRecords {
   private readonly db: Kysely<Database>;
+  private readonly dialect: SqlDialect;
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, dialect: SqlDialect) {
     this.db = db;
+    this.dialect = dialect;
   }
 
   /**
@@ -42,13 +48,23 @@ export class TenantRecords {
       const before = await trx.selectFrom('tenants').selectAll().where('id', '=', id).executeTakeFirst();
       const previous = before ? tenantRecord(before) : null;
       const runAs = input.runAs ?? previous?.runAs ?? (await allocateIdentity(trx, uidRange));
-      const moved = previous !== null && (previous.data !== input.data || previous.runAs?.uid !== runAs.uid || previous.runAs?.gid !== runAs.gid);
-      if (moved) {
+      const node = input.node ?? previous?.node ?? null;
+      const changed =
+        previous === null
+          ? null
+          : previous.data !== input.data
+            ? 'data'
+            : previous.runAs?.uid !== runAs.uid || previous.runAs?.gid !== runAs.gid
+              ? 'runAs'
+              : previous.node !== node
+                ? 'node'
+                : null;
+      if (changed) {
         const holder = await holderOf(trx, id);
         if (holder) {
           throw new FerryError(
             'FERRY_TENANT_BUSY',
-            `tenant ${id} is held by migration ${holder} (${previous.data !== input.data ? 'data' : 'runAs'} cannot change while a migration holds it); finish or abandon that migration first`,
+            `tenant ${id} is held by migration ${holder} (${changed} cannot change while a migration holds it); finish or abandon that migration first`,
             { tenant: id, holder },
           );
         }
@@ -70,6 +86,9 @@ export class TenantRecords {
         run_as_uid: runAs.uid,
         run_as_gid: runAs.gid,
         allow_root: input.allowRoot ? 1 : 0,
+        node,
+        // Its node hands the data to its identity (again) when the data, identity or node changed.
+        adopted_at: previous === null || changed ? null : previous.adoptedAt,
         updated_at: at,
       };
       // Upsert: two concurrent PUTs of a new tenant must not collide on the primary key.
@@ -79,6 +98,8 @@ export class TenantRecords {
         .onConflict((oc) => oc.column('id').doUpdateSet(values))
         .execute();
       const row = await trx.selectFrom('tenants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+      // Its node (which may be another) hands the data over and may start its queued migrations.
+      await notifyIn(trx, this.dialect, { t: 'tenant', id, node });
       return { tenant: tenantRecord(row), created: !before, previous };
     });
   }
@@ -93,6 +114,17 @@ export class TenantRecords {
       }
       return missing.map((r) => r.id);
     });
+  }
+
+  /** Record that its node handed the tenant's data to its identity, unless the tenant changed since `seen` (its updatedAt). */
+  async markAdopted(id: string, seen: string, now: Date): Promise<void> {
+    await this.db.updateTable('tenants').set({ adopted_at: now.toISOString() }).where('id', '=', id).where('updated_at', '=', seen).execute();
+  }
+
+  /** Tenants living on `node` whose data it has not handed to their identity yet. */
+  async listUnadopted(node: string): Promise<TenantRecord[]> {
+    const rows = await this.db.selectFrom('tenants').selectAll().where('node', '=', node).where('adopted_at', 'is', null).orderBy('id').execute();
+    return rows.map(tenantRecord);
   }
 
   async get(id: string): Promise<TenantRecord | null> {

@@ -30,6 +30,8 @@ export interface OutboxSenderOptions {
   readonly log?: LogFn;
   /** Safety-net poll for rows another node enqueued. Default 30000 ms. */
   readonly pollMs?: number;
+  /** Whether this node is the cluster's sender now (one node sends, so each comment goes out once); default: always. */
+  readonly isSender?: () => Promise<boolean>;
 }
 
 /** Sent and failed rows, and delivery ids, are kept this long (redeliveries come within days). */
@@ -95,6 +97,8 @@ export class OutboxSender {
   }
 
   private async pass(): Promise<void> {
+    // Another node sends: look again in a while, in case it stops.
+    if (this.opts.isSender && !(await this.opts.isSender())) return this.schedule(this.now().getTime() + 5000);
     const rows = await this.opts.records.pendingRows();
     const threads = new Set<string>();
     let soonest = this.now().getTime() + (this.opts.pollMs ?? 30_000);

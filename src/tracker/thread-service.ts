@@ -46,7 +46,14 @@ export class ThreadService implements DeliveryHandler {
       clients[settings.kind] = createTrackerClient(settings.kind, { token: settings.token, baseUrl: settings.apiUrl ?? undefined, fetch: opts.fetch });
     }
     this.clients = clients;
-    this.outbox = new OutboxSender({ records: opts.store.threads, clients, settings: opts.config.outbox, now, log: this.log });
+    this.outbox = new OutboxSender({
+      records: opts.store.threads,
+      clients,
+      settings: opts.config.outbox,
+      now,
+      log: this.log,
+      isSender: () => opts.runner.outboxSender(),
+    });
     const parts = { store: opts.store, config: opts.config, clients, outbox: this.outbox, now };
     this.deliveries = new ThreadDeliveryHandler({ ...parts, runner: opts.runner });
     this.follower = new StatusFollower({ ...parts, log: this.log });

@@ -1,4 +1,7 @@
-/** A second runner on the same data folder or database is refused: it would hold the first one's live jobs as lost. */
+/**
+ * A second runner on the same data folder, or as the same node of a PostgreSQL cluster, is refused:
+ * it would hold the first one's live jobs as lost. Another node on the same database is welcome.
+ */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { removeDir, startFerry, tempDir } from '../support/harness.ts';
@@ -26,17 +29,43 @@ void test('a second Ferry on the same data folder is refused until the first sto
   }
 });
 
-void test('a second Ferry on the same PostgreSQL database is refused', async (t) => {
+void test('a second live process as the same node of a PostgreSQL database is refused; another node is not', async (t) => {
   if (!(await requirePostgres(t))) return;
   await db.ensure();
-  const dirs = [tempDir('ferry-lock-'), tempDir('ferry-lock-')];
+  const dirs = [tempDir('ferry-lock-'), tempDir('ferry-lock-'), tempDir('ferry-lock-')];
   try {
-    const first = await startFerry({ dataDir: dirs[0], databaseUrl: db.url });
-    await assert.rejects(startFerry({ dataDir: dirs[1], databaseUrl: db.url }), /another Ferry runner is using this PostgreSQL database/);
-    await first.stop();
-    const second = await startFerry({ dataDir: dirs[1], databaseUrl: db.url });
+    const first = await startFerry({ dataDir: dirs[0], databaseUrl: db.url, node: 'lock-a' });
+    try {
+      await assert.rejects(startFerry({ dataDir: dirs[1], databaseUrl: db.url, node: 'lock-a' }), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'FERRY_NODE_TAKEN');
+        assert.match(err.message, /node lock-a is already running: another live Ferry process holds it/);
+        return true;
+      });
+      // Another node on the same database starts beside it.
+      const other = await startFerry({ dataDir: dirs[2], databaseUrl: db.url, node: 'lock-b', token: first.token });
+      await other.stop();
+    } finally {
+      await first.stop();
+    }
+    // Once the first stopped, its name is free.
+    const second = await startFerry({ dataDir: dirs[1], databaseUrl: db.url, node: 'lock-a', token: first.token });
     await second.stop();
   } finally {
     for (const d of dirs) removeDir(d!);
+  }
+});
+
+void test('SQLite holds one node: the same store started as another node is refused with a sentence', async () => {
+  const dataDir = tempDir('ferry-lock-');
+  try {
+    const first = await startFerry({ dataDir, node: 'solo' });
+    await first.stop();
+    await assert.rejects(startFerry({ dataDir, node: 'other' }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'FERRY_NODE_TAKEN');
+      assert.match(err.message, /this SQLite store belongs to node solo, and SQLite holds one node/);
+      return true;
+    });
+  } finally {
+    removeDir(dataDir);
   }
 });

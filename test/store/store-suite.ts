@@ -649,7 +649,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
 
       await s.store.markIssueClosed('github:acme/platform#10', 'carol', s.now());
       assert.deepEqual((await s.store.issuesPendingTeardown()).sort(), ['github:acme/platform#10', 'github:acme/platform#9']);
-      await s.store.markTeardownDone('github:acme/platform#9', s.now());
+      await s.store.markTeardownDoneIfClear('github:acme/platform#9', s.now());
       assert.deepEqual(await s.store.issuesPendingTeardown(), ['github:acme/platform#10']);
       assert.ok((await s.store.getIssue('github:acme/platform#9'))?.teardownDoneAt);
     });

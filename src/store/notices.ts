@@ -1,0 +1,33 @@
+/**
+ * Notices between nodes: a committed change another node must act on soon (a migration queued for
+ * its tenant, an issue closed, a tenant registered for it, a node taken over). On PostgreSQL a
+ * notice is a NOTIFY sent in the transaction of the change, so it goes out when (and only if) the
+ * change commits; each node LISTENs (node-session.ts). SQLite has one node: nothing to send.
+ */
+import { sql } from 'kysely';
+import type { SqlDialect } from './dialect.ts';
+import type { Db } from './schema.ts';
+
+export const NOTICE_CHANNEL = 'ferry';
+
+export type Notice =
+  | { readonly t: 'queued'; readonly id: string; readonly tenant: string }
+  | { readonly t: 'closed'; readonly issue: string }
+  | { readonly t: 'tenant'; readonly id: string; readonly node: string | null }
+  | { readonly t: 'lost'; readonly node: string };
+
+export async function notifyIn(db: Db, dialect: SqlDialect, notice: Notice): Promise<void> {
+  if (dialect !== 'postgres') return;
+  await sql`SELECT pg_notify(${NOTICE_CHANNEL}, ${JSON.stringify(notice)})`.execute(db);
+}
+
+/** A notice's payload as received; null when it is not one of Ferry's. */
+export function parseNotice(payload: string | undefined): Notice | null {
+  if (!payload) return null;
+  try {
+    const n = JSON.parse(payload) as Notice;
+    return typeof n === 'object' && n !== null && typeof n.t === 'string' ? n : null;
+  } catch {
+    return null;
+  }
+}
