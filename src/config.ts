@@ -37,6 +37,8 @@ export interface FerryConfig {
   readonly node: string;
   /** A node that has not renewed its lease for this long (ms) is lost: the others hold its running migrations. Default 60 s. */
   readonly nodeLostAfterMs: number;
+  /** The address the other nodes reach this node's API at (forwarded logs and cancels). Default: the listen address, with the host name for a wildcard one. */
+  readonly advertiseUrl: string | null;
   /** Where jobs run. Default `process`. */
   readonly substrate: 'process' | 'container';
   /** What this node offers the scheduler and the admission check; default: the substrate's. */
@@ -82,6 +84,7 @@ export interface RawOptions {
   databaseUrl?: string;
   node?: string;
   nodeLostAfter?: string;
+  advertiseUrl?: string;
   substrate?: string;
   capacity?: { cpu?: string | number; memory?: string | number };
   cgroups?: string;
@@ -107,6 +110,7 @@ const fileSchema = z.strictObject({
   databaseUrl: z.string().optional(),
   node: z.string().optional(),
   nodeLostAfter: z.string().optional(),
+  advertiseUrl: z.string().optional(),
   substrate: z.string().optional(),
   capacity: z.strictObject({ cpu: z.union([z.string(), z.number()]).optional(), memory: z.union([z.string(), z.number()]).optional() }).optional(),
   cgroups: z.string().optional(),
@@ -134,6 +138,7 @@ function envOptions(env: NodeJS.ProcessEnv = process.env): RawOptions {
   if (env.FERRY_DATABASE_URL) o.databaseUrl = env.FERRY_DATABASE_URL;
   if (env.FERRY_NODE) o.node = env.FERRY_NODE;
   if (env.FERRY_NODE_LOST_AFTER) o.nodeLostAfter = env.FERRY_NODE_LOST_AFTER;
+  if (env.FERRY_ADVERTISE_URL) o.advertiseUrl = env.FERRY_ADVERTISE_URL;
   if (env.FERRY_SUBSTRATE) o.substrate = env.FERRY_SUBSTRATE;
   if (env.FERRY_CAPACITY_CPU || env.FERRY_CAPACITY_MEMORY) {
     o.capacity = {
@@ -235,6 +240,10 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
   }
   const nodeLostAfterMs = parseDuration('nodeLostAfter', pick('nodeLostAfter') ?? '60s');
   if (nodeLostAfterMs < 2000) throw new FerryError('FERRY_INVALID_REQUEST', `nodeLostAfter must be at least 2s, not ${pick('nodeLostAfter')}`);
+  const advertiseUrl = pick('advertiseUrl') ?? null;
+  if (advertiseUrl !== null && !/^https?:\/\/[^/\s]+\/?$/.test(advertiseUrl)) {
+    throw new FerryError('FERRY_INVALID_REQUEST', `advertiseUrl ${JSON.stringify(advertiseUrl)} is not an address like http://host-b.internal:7070`);
+  }
   // Kept as given: the container substrate reads the address, and refuses one that is not local.
   const dockerSocket = pick('dockerSocket') ?? DEFAULT_SOCKET_PATH;
   return Object.freeze({
@@ -244,6 +253,7 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
     databaseUrl: pick('databaseUrl') ?? null,
     node,
     nodeLostAfterMs,
+    advertiseUrl: advertiseUrl?.replace(/\/$/, '') ?? null,
     substrate,
     capacity,
     cgroups,

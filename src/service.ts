@@ -3,6 +3,7 @@
  * stop() drains HTTP, stops scheduling and watching, and closes the store; it never stops a job.
  */
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from './api/app.ts';
@@ -69,6 +70,13 @@ export function tightenDataDir(dataDir: string): void {
   }
 }
 
+/** What the other nodes can reach: listening on every address (0.0.0.0, ::), this host's name. */
+function advertisedUrl(listening: string, host: string): string {
+  const u = new URL(listening);
+  if (host === '0.0.0.0' || host === '::') u.hostname = hostname();
+  return u.origin;
+}
+
 export interface ServiceOptions {
   /** Another live process is this node (FERRY_NODE_TAKEN after a reconnect): the CLI exits; default: the runner stops. */
   readonly onNodeTaken?: (err: Error) => void;
@@ -128,7 +136,7 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog,
     const address = await app.listen({ host: config.host, port: config.port });
     const url = address.replace('[::1]', 'localhost');
     writeFileSync(join(config.dataDir, 'server-url'), `${url}\n`, { mode: 0o600 });
-    await runner.setUrl(url);
+    await runner.setUrl(config.advertiseUrl ?? advertisedUrl(url, config.host));
     // SQLite made its files with the process umask: only Ferry may read the store.
     tightenDataDir(config.dataDir);
     const limits = substrate.limits();

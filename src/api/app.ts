@@ -5,7 +5,8 @@
  *
  * This module builds the instance — server timeouts, the connection cap, the body parsers, error
  * handling, the refusal while stopping — and registers the routes, one file per resource:
- * health-routes, tenant-routes, migration-routes, log-routes, issue-routes, webhook-routes, and
+ * health-routes, tenant-routes, migration-routes, log-routes, issue-routes, webhook-routes,
+ * node-routes (the cluster's nodes; node-forward.ts takes logs and job control to their node), and
  * for the operator console session-routes (sign-in), event-routes (server-sent events),
  * capacity-routes and console-routes (its static files at `/`).
  */
@@ -26,6 +27,7 @@ import { registerIssueRoutes } from './issue-routes.ts';
 import type { FollowerLimits } from './log-followers.ts';
 import { registerLogRoutes } from './log-routes.ts';
 import { registerMigrationRoutes } from './migration-routes.ts';
+import { registerNodeRoutes } from './node-routes.ts';
 import { clientError, sendProblem } from './problems.ts';
 import { MAX_PARAM_LENGTH } from './request-params.ts';
 import { routeAccess } from './route-access.ts';
@@ -129,6 +131,7 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   registerSessionRoutes(app, opts.tokens, sessions, access);
   registerEventRoutes(app, runner, access, opts.maxFollowers, opts.log);
   registerCapacityRoutes(app, runner, access);
+  registerNodeRoutes(app, runner, access);
   registerTenantRoutes(app, runner, access);
   registerMigrationRoutes(app, runner, access);
   registerLogRoutes(app, runner, access, opts.maxFollowers);

@@ -8,6 +8,10 @@
  * whole line), then, with `follow`, everything written after: the console shows a 100 MB log this
  * way. The header `X-Ferry-Log-Skipped` says how many bytes were left out. `?download=true` asks
  * the browser to save the log as a file.
+ *
+ * A log is on the node that ran its attempt: asked of another node, the request is forwarded there
+ * and its answer streamed back (src/api/node-forward.ts), or answered 503 FERRY_NODE_UNREACHABLE
+ * when that node is down.
  */
 import type { FastifyInstance } from 'fastify';
 import { stat } from 'node:fs/promises';
@@ -16,6 +20,7 @@ import { z } from 'zod';
 import { FerryError } from '../core/errors.ts';
 import type { Runner } from '../runner/runner.ts';
 import { DEFAULT_FOLLOWER_LIMITS, LogFollowers, type FollowerLimits } from './log-followers.ts';
+import { forwardToNode } from './node-forward.ts';
 import { migrationParam, queryParams } from './request-params.ts';
 import type { RouteAccess } from './route-access.ts';
 import { secretValues } from './views.ts';
@@ -65,6 +70,8 @@ export function registerLogRoutes(app: FastifyInstance, runner: Runner, access: 
     if (number === 0) throw new FerryError('FERRY_NOT_FOUND', `migration ${id} has not started an attempt yet, so it has no log`);
     const attempt = await store.getAttempt(id, number);
     if (!attempt) throw new FerryError('FERRY_NOT_FOUND', `migration ${id} has no attempt ${number}`);
+    // The log is on the node that ran the attempt: another node's is forwarded there (node-forward.ts).
+    if (await forwardToNode(runner, request, reply, attempt.node, { kind: 'log', migrationId: id, attempt: number })) return reply;
     const secrets = secretValues(m.request);
     const skip = q.tail === undefined ? 0 : Math.max(0, (await logSize(attempt.logRef)) - Number(q.tail));
     // A tail is read from just before its cut, not from the start of a log that may be gigabytes:

@@ -1,6 +1,10 @@
 /**
  * /v1/migrations: check and file a request (filer), list and read migrations (filer), approve,
  * cancel and act on one (operator). The log of an attempt is in src/api/log-routes.ts.
+ *
+ * A migration's view names its tenant's node (`node`), and each attempt the node that ran it. A
+ * cancel of a running migration whose attempt runs on another node is forwarded to that node
+ * (src/api/node-forward.ts); any other cancel is made here.
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -9,9 +13,10 @@ import { TENANT_ID, validate } from '../core/request-schema.ts';
 import { MIGRATION_STATES, RECOVERY_ACTIONS, type MigrationState } from '../core/types.ts';
 import { RejectedError, type Runner } from '../runner/runner.ts';
 import { inScope } from './auth.ts';
+import { forwardToNode } from './node-forward.ts';
 import { issueParam, migrationParam, queryParams } from './request-params.ts';
 import type { RouteAccess } from './route-access.ts';
-import { migrationDetail, migrationSummary } from './views.ts';
+import { migrationDetail, migrationSummary, tenantNodes } from './views.ts';
 
 const actionBody = z.strictObject({ action: z.enum(RECOVERY_ACTIONS), reason: z.string().max(4000) });
 const cancelBody = z.strictObject({ reason: z.string().max(4000).optional() }).optional();
@@ -79,7 +84,8 @@ export function registerMigrationRoutes(app: FastifyInstance, runner: Runner, ac
       next.set('cursor', cursor);
       reply.header('x-ferry-next-cursor', cursor).header('link', `</v1/migrations?${next.toString()}>; rel="next"`);
     }
-    return page.map(migrationSummary);
+    const nodes = await tenantNodes(store, page);
+    return page.map((m) => migrationSummary(m, nodes.get(m.tenant) ?? null));
   });
 
   app.get<{ Params: { id: string } }>('/v1/migrations/:id', { onRequest: auth('filer') }, async (request) => {
@@ -95,11 +101,28 @@ export function registerMigrationRoutes(app: FastifyInstance, runner: Runner, ac
     return migrationDetail(store, m);
   });
 
-  app.post<{ Params: { id: string } }>('/v1/migrations/:id/cancel', { onRequest: auth('operator') }, async (request) => {
+  app.post<{ Params: { id: string } }>('/v1/migrations/:id/cancel', { onRequest: auth('operator') }, async (request, reply) => {
     const id = migrationParam(request.params.id);
     const body = validate(cancelBody, request.body, 'cancel request');
-    await visibleMigration(request, id);
-    const m = await runner.cancel(id, actor(request), body?.reason ?? 'cancelled by an operator');
+    const seen = await visibleMigration(request, id);
+    // A running job is stopped by the node that runs it: forwarded there (node-forward.ts). Anything
+    // not running is only a state change, which any node makes.
+    if (seen.state === 'running') {
+      const attempt = await store.getAttempt(id, seen.attempts);
+      if (await forwardToNode(runner, request, reply, attempt?.node ?? null, { kind: 'job', migrationId: id })) return reply;
+    }
+    let m;
+    try {
+      m = await runner.cancel(id, actor(request), body?.reason ?? 'cancelled by an operator');
+    } catch (err) {
+      // It started on another node meanwhile (this runner does not supervise it): that node stops it.
+      if (!(err instanceof FerryError) || err.code !== 'FERRY_CONFLICT') throw err;
+      const now = await store.getMigration(id);
+      if (now?.state !== 'running') throw err;
+      const attempt = await store.getAttempt(id, now.attempts);
+      if (await forwardToNode(runner, request, reply, attempt?.node ?? null, { kind: 'job', migrationId: id })) return reply;
+      throw err;
+    }
     return migrationDetail(store, m);
   });
 

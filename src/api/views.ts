@@ -1,5 +1,6 @@
 /**
- * What the API shows of a migration: the record plus its attempts, events and artifacts.
+ * What the API shows of a migration: the record plus its attempts, events and artifacts, its
+ * tenant's node and the node of each attempt.
  * A secret env value (`env: {NAME: {secret: ...}}` in the request) is never shown: the request's
  * env shows SECRET_SHOWN in its place, and any free text that happens to contain it (an event's
  * reason, a held detail, a step's argument) has it replaced the same way.
@@ -9,11 +10,17 @@ import type { MigrationRequest } from '../core/types.ts';
 import type { ArtifactRecord, AttemptRecord, EventRecord, MigrationRecord } from '../store/records.ts';
 import type { Store } from '../store/store.ts';
 
-export function migrationSummary(m: MigrationRecord) {
+/**
+ * A migration in a list. `node` is its tenant's node (where its attempts start), when the caller
+ * looked it up (tenantNodes); the live event stream leaves it out rather than read the tenant per
+ * transition.
+ */
+export function migrationSummary(m: MigrationRecord, node?: string | null) {
   return {
     id: m.id,
     issue: m.issue,
     tenant: m.tenant,
+    ...(node !== undefined ? { node } : {}),
     state: m.state,
     attempts: m.attempts,
     peak: m.peak,
@@ -59,11 +66,37 @@ export function requestView(request: MigrationRequest): MigrationRequest {
   return { ...maskDeep({ ...request, env: {} }, secrets), env };
 }
 
+/** Lookups of the tenants of a page at most one by one; past this many, all tenants are read at once. */
+const TENANT_LOOKUPS = 20;
+
+/**
+ * The node of each tenant of `migrations` (null: a tenant without one, or gone): one lookup per
+ * distinct tenant, or one read of every tenant when the page has many.
+ */
+export async function tenantNodes(store: Store, migrations: readonly MigrationRecord[]): Promise<Map<string, string | null>> {
+  const ids = [...new Set(migrations.map((m) => m.tenant))];
+  const nodes = new Map<string, string | null>();
+  if (ids.length === 0) return nodes;
+  if (ids.length > TENANT_LOOKUPS) {
+    for (const t of await store.listTenants()) nodes.set(t.id, t.node);
+  } else {
+    const tenants = await Promise.all(ids.map((id) => store.getTenant(id)));
+    for (const t of tenants) if (t) nodes.set(t.id, t.node);
+  }
+  for (const id of ids) if (!nodes.has(id)) nodes.set(id, null);
+  return nodes;
+}
+
 export async function migrationDetail(store: Store, m: MigrationRecord) {
-  const [attempts, events, artifacts] = await Promise.all([store.listAttempts(m.id), store.listEvents(m.id), store.listArtifacts({ migrationId: m.id })]);
+  const [attempts, events, artifacts, tenant] = await Promise.all([
+    store.listAttempts(m.id),
+    store.listEvents(m.id),
+    store.listArtifacts({ migrationId: m.id }),
+    store.getTenant(m.tenant),
+  ]);
   const secrets = secretValues(m.request);
   return {
-    ...migrationSummary(m),
+    ...migrationSummary(m, tenant?.node ?? null),
     attempts: attempts.map((a) => ({ ...attemptView(a), detail: maskDeep(a.detail, secrets) })),
     request: requestView(m.request),
     verdict: m.verdict,
@@ -93,6 +126,8 @@ function attemptView(a: AttemptRecord) {
     detail: a.detail,
     startedAt: a.startedAt,
     endedAt: a.endedAt,
+    /** The node that started the attempt: its job, scratch and log are there. */
+    node: a.node,
   };
 }
 

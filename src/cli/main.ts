@@ -134,6 +134,7 @@ program
   .addOption(new Option('--substrate <kind>', 'where jobs run').choices(['process', 'container']))
   .option('--database-url <url>', 'PostgreSQL connection string (default: SQLite in the data folder)')
   .option('--node <name>', "this node's name in the cluster (default: the host name)")
+  .option('--advertise-url <url>', "where the other nodes reach this node's API (default: the listen address)")
   .option('--capacity-cpu <quantity>', 'cpu this node offers migrations (default: all cores)')
   .option('--capacity-memory <quantity>', 'memory this node offers migrations (default: all memory)')
   .option('--demo', 'on start, register a demo tenant and run a demo migration (idempotent)')
@@ -145,6 +146,7 @@ program
       substrate?: string;
       databaseUrl?: string;
       node?: string;
+      advertiseUrl?: string;
       capacityCpu?: string;
       capacityMemory?: string;
       demo?: boolean;
@@ -157,6 +159,7 @@ program
         ...(opts.substrate ? { substrate: opts.substrate } : {}),
         ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
         ...(opts.node ? { node: opts.node } : {}),
+        ...(opts.advertiseUrl ? { advertiseUrl: opts.advertiseUrl } : {}),
         ...(opts.capacityCpu || opts.capacityMemory
           ? { capacity: { ...(opts.capacityCpu ? { cpu: opts.capacityCpu } : {}), ...(opts.capacityMemory ? { memory: opts.capacityMemory } : {}) } }
           : {}),

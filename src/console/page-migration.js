@@ -19,11 +19,14 @@ export async function renderMigration(main, { me, arg: id }) {
   fill(main, h('h1', {}, 'Migration ', h('code', {}, id)), result, detail, logSection, dialog);
 
   let m = null;
+  let nodes = null; // GET /v1/nodes by name, or null when it could not be read
   let pending = false;
   let log = null; // { attempt, abort }
 
   async function load() {
-    m = await api('GET', `/v1/migrations/${encodeURIComponent(id)}`);
+    const [migration, cluster] = await Promise.all([api('GET', `/v1/migrations/${encodeURIComponent(id)}`), api('GET', '/v1/nodes').catch(() => null)]);
+    m = migration;
+    nodes = cluster ? new Map(cluster.nodes.map((n) => [n.name, n])) : null;
     render();
     const latest = m.attempts[m.attempts.length - 1];
     // Follow the newest attempt unless the reader chose an older one.
@@ -50,6 +53,8 @@ export async function renderMigration(main, { me, arg: id }) {
         h('dd', { id: 'state' }, stateBadge(m.state)),
         h('dt', {}, 'Tenant'),
         h('dd', {}, h('a', { href: '#/tenants' }, m.tenant)),
+        h('dt', {}, 'Node'),
+        h('dd', { id: 'node' }, nodeFact(m.node)),
         h('dt', {}, 'Issue'),
         h('dd', {}, issueLink(m.issue)),
         h('dt', {}, 'Attempts'),
@@ -94,7 +99,7 @@ export async function renderMigration(main, { me, arg: id }) {
       h('h2', {}, 'Attempts'),
       m.attempts.length === 0
         ? h('p', {}, 'No attempt yet.')
-        : table('Attempts', ['Attempt', 'From step', 'Step', 'Exit code', 'Cause', 'Detail', 'Started', 'Ended', 'Log'], m.attempts, (a) => [
+        : table('Attempts', ['Attempt', 'From step', 'Step', 'Exit code', 'Cause', 'Detail', 'Started', 'Ended', 'Node', 'Log'], m.attempts, (a) => [
             String(a.number),
             String(a.fromStep + 1),
             a.step === null ? '—' : String(a.step + 1),
@@ -103,6 +108,7 @@ export async function renderMigration(main, { me, arg: id }) {
             a.detail ?? '',
             time(a.startedAt),
             a.endedAt ? time(a.endedAt) : 'running',
+            a.node ?? '—',
             h('button', { type: 'button', class: 'secondary', onclick: () => showLog(a.number, false) }, `Show log of attempt ${a.number}`),
           ]),
       h('h2', {}, 'Admission verdict'),
@@ -151,6 +157,24 @@ export async function renderMigration(main, { me, arg: id }) {
             a.removedAt ? ['yes, ', time(a.removedAt)] : 'no',
           ]),
     );
+  }
+
+  // The tenant's node: where its attempts run and its logs are. Another node's state is said when
+  // it is not up, and its own console is linked (a console session is known to one node only).
+  function nodeFact(name) {
+    if (!name) return '—';
+    const n = nodes?.get(name);
+    if (!n) return name;
+    return [
+      name,
+      n.state === 'up'
+        ? null
+        : [
+            ' ',
+            h('span', { class: `badge node-${n.state}` }, n.state === 'lost' ? `lost since ${new Date(n.lostAt ?? n.lastSeenAt).toLocaleString()}` : n.state),
+          ],
+      !n.self && n.url ? [' — ', h('a', { href: `${n.url}/#/m/${encodeURIComponent(id)}` }, `open this migration on ${name}'s console`)] : null,
+    ];
   }
 
   function decisions() {
@@ -250,7 +274,7 @@ export async function renderMigration(main, { me, arg: id }) {
     const following = attempt && !attempt.endedAt;
     const abort = new AbortController();
     log = { attempt: number, abort, auto, following, ended: false };
-    const pre = h('pre', { class: 'log', id: 'log', tabindex: 0, 'aria-label': `Log of attempt ${number}` });
+    const pre = h('pre', { class: 'log', id: 'log', tabindex: 0, role: 'region', 'aria-label': `Log of attempt ${number}` });
     const state = h('p', { class: 'muted', id: 'log-state', 'aria-live': 'polite' }, following ? 'Following live…' : 'Loading…');
     const base = `/v1/migrations/${encodeURIComponent(id)}/logs?attempt=${number}`;
     fill(

@@ -1,17 +1,19 @@
-// Tenants and the node's capacity: each tenant's steady-state, data, identity, the migration
-// holding it (linked) and those queued behind; what the running migrations' peaks use.
+// Tenants and capacity: each tenant's node, steady-state, data, identity, the migration holding it
+// (linked) and those queued behind; what the running migrations' peaks use of this node; and every
+// node of the cluster with its state, capacity and what runs on it.
 import { api, reloadOnMigrationEvents } from './api.js';
-import { fill, h, migrationLink, quantity, resources, stateBadge, table } from './dom.js';
+import { age, fill, h, migrationLink, quantity, resources, stateBadge, table, time } from './dom.js';
 
 export async function renderTenants(main) {
   const body = h('div', {});
   fill(main, h('h1', {}, 'Tenants and capacity'), body);
 
   async function load() {
-    const [tenants, capacity, active] = await Promise.all([
+    const [tenants, capacity, active, cluster] = await Promise.all([
       api('GET', '/v1/tenants'),
       api('GET', '/v1/capacity'),
       api('GET', '/v1/migrations?state=running,held,queued,approved&limit=500&order=desc'),
+      api('GET', '/v1/nodes').catch(() => null),
     ]);
     const byTenant = new Map();
     for (const m of active) {
@@ -24,7 +26,7 @@ export async function renderTenants(main) {
     const dims = [...new Set([...Object.keys(capacity.capacity), ...Object.keys(capacity.used)])];
     fill(
       body,
-      h('h2', {}, 'Node capacity'),
+      h('h2', {}, capacity.node ? `Capacity of node ${capacity.node} (this one)` : 'Node capacity'),
       h(
         'p',
         { class: 'muted' },
@@ -41,13 +43,15 @@ export async function renderTenants(main) {
           share === null ? '—' : [h('progress', { max: 100, value: Math.min(share, 100), 'aria-label': `${d} in use` }), ` ${share}%`],
         ];
       }),
+      cluster ? nodesSection(cluster) : null,
       h('h2', {}, 'Tenants'),
       tenants.length === 0
         ? h('p', {}, 'No tenants registered.')
-        : table('Tenants', ['Tenant', 'Steady-state', 'Data', 'Runs as', 'Held by', 'Queued'], tenants, (t) => {
+        : table('Tenants', ['Tenant', 'Node', 'Steady-state', 'Data', 'Runs as', 'Held by', 'Queued'], tenants, (t) => {
             const mine = byTenant.get(t.id) ?? { holder: null, queued: [] };
             return [
               h('a', { href: `#/?tenant=${encodeURIComponent(t.id)}` }, t.id),
+              t.node ?? '—',
               resources(t.steadyState),
               h('code', {}, t.data),
               t.runAs ? `${t.runAs.uid}:${t.runAs.gid}` : '—',
@@ -60,4 +64,26 @@ export async function renderTenants(main) {
   const stop = reloadOnMigrationEvents(() => true, load);
   await load();
   return stop;
+}
+
+// Every node of the cluster: its state, when it was last seen, its capacity and what runs on it.
+function nodesSection(cluster) {
+  const now = Date.now();
+  return [
+    h('h2', {}, 'Nodes'),
+    h(
+      'p',
+      { class: 'muted' },
+      `${cluster.nodes.length} node(s). A tenant's migrations run on its node, within that node's capacity${cluster.scoped ? '; running: your tenants only' : ''}.`,
+    ),
+    table('Nodes', ['Node', 'State', 'Last seen', 'Substrate', 'Capacity', 'Running', 'Address'], cluster.nodes, (n) => [
+      n.self ? [n.name, ' (this one)'] : n.name,
+      h('span', { class: `badge node-${n.state}` }, n.state === 'lost' && n.lostAt ? ['lost since ', time(n.lostAt)] : n.state),
+      h('span', { title: n.lastSeenAt }, `${age(n.lastSeenAt, now)} ago`),
+      n.substrate,
+      resources(n.capacity),
+      n.running.migrations.length ? [n.running.migrations.map((id, i) => [i ? ', ' : '', migrationLink(id)]), ' — ', resources(n.running.peaks)] : 'nothing',
+      n.url && !n.self ? h('a', { href: `${n.url}/` }, n.url) : (n.url ?? '—'),
+    ]),
+  ];
 }

@@ -105,7 +105,7 @@ export class MigrationTransitions {
    * FERRY_TENANT_BUSY when the move would give its tenant a second holder.
    */
   async transition(args: TransitionArgs, inTrx?: InTransition): Promise<MigrationRecord> {
-    return this.transitions({ id: args.id, from: args.from, moves: [{ patch: args.patch, event: args.event }], now: args.now }, inTrx);
+    return this.transitions({ id: args.id, from: args.from, moves: [{ patch: args.patch, event: args.event }], now: args.now, lease: args.lease }, inTrx);
   }
 
   /**
