@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts everything Ferry's tests need on a fresh machine (run as root):
 # the npm packages (and the process supervisor, built by npm's postinstall), Podman with its
-# Docker-API socket and the local test image, a running PostgreSQL on 127.0.0.1:5432, and Debian's
-# Chromium for the console's browser tests.
+# Docker-API socket and the local test image, a running PostgreSQL on 127.0.0.1:5432, Debian's
+# Chromium for the console's browser tests, and for the cluster's partition test iproute2 (`ip netns`)
+# and PostgreSQL's server programs (initdb, pg_ctl under /usr/lib/postgresql/*/bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,26 @@ else
   for _ in $(seq 1 50); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.2; done
   pg_isready -h 127.0.0.1 -p 5432 || { say "PostgreSQL did not start" >&2; exit 1; }
 fi
+# The partition test (test/cluster/) makes a network namespace and starts a private PostgreSQL.
+if command -v ip >/dev/null 2>&1; then
+  say "ip (iproute2) found (cluster partition test)"
+else
+  say "installing iproute2 (cluster partition test)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq iproute2 >/dev/null
+  command -v ip >/dev/null 2>&1 || { say "iproute2 did not install ip" >&2; exit 1; }
+fi
+if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then
+  say "initdb and pg_ctl found under /usr/lib/postgresql (cluster partition test)"
+else
+  say "installing PostgreSQL's server programs (cluster partition test)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq postgresql >/dev/null
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || { say "initdb did not install under /usr/lib/postgresql" >&2; exit 1; }
+fi
+id -u postgres >/dev/null 2>&1 || { say "no postgres user: the private PostgreSQL of the partition test runs as it" >&2; exit 1; }
 if [ -x /usr/bin/chromium ]; then
   say "Chromium at /usr/bin/chromium (console browser tests)"
 else

@@ -13,7 +13,7 @@
 import { coerceError, FerryError } from '../core/errors.ts';
 import type { LogFn } from '../core/log.ts';
 import type { Notice } from '../store/notices.ts';
-import type { NodeLease } from '../store/records.ts';
+import type { NodeLease, TenantHome } from '../store/records.ts';
 import type { NodeSession, Store } from '../store/store.ts';
 import type { Substrate } from '../substrates/substrate.ts';
 import type { Resources } from '../core/types.ts';
@@ -66,7 +66,7 @@ export class NodeMembership {
   }
 
   /** Open the session (refusing a second live process of this node) and register with a new epoch. */
-  async join(substrate: Substrate, capacity: Resources): Promise<void> {
+  async join(substrate: Substrate, capacity: Resources, tenantHome: TenantHome): Promise<void> {
     const { store, name } = this.opts;
     if (!this.session) {
       this.session = await store.openNodeSession(name, this.opts.onTaken, this.opts.log);
@@ -79,6 +79,7 @@ export class NodeMembership {
       substrate: substrate.kind,
       capacity,
       enforced: limits.enforced ? [...substrate.enforcedDimensions()] : null,
+      tenantHome,
       now: this.opts.now(),
     });
     this.current = lease;

@@ -20,7 +20,7 @@ import { WIPE_STEP } from '../core/steps.ts';
 import { folderDataProblem, volumeDataProblem } from '../core/tenant-data.ts';
 import type { IssueDefaults } from '../core/issue-ref.ts';
 import type { RecoveryAction, Resources, Verdict } from '../core/types.ts';
-import type { MigrationRecord, NodeLease, TenantRecord } from '../store/records.ts';
+import type { MigrationRecord, NodeLease, TenantHome, TenantRecord } from '../store/records.ts';
 import type { Notice } from '../store/notices.ts';
 import type { MigrationPatch, Store, TransitionEvent } from '../store/store.ts';
 import type { Substrate } from '../substrates/substrate.ts';
@@ -145,6 +145,11 @@ export class Runner {
     return { capacity: this.capacity, enforced: this.substrate.limits().enforced ? this.substrate.enforcedDimensions() : null };
   }
 
+  /** This node's rules for its tenants' data, registered for the other nodes' registrations. */
+  private get tenantHome(): TenantHome {
+    return { substrate: this.substrate.kind, tenantsDir: this.opts.tenantsDir ?? null, ferryPaths: this.opts.ferryPaths ?? [] };
+  }
+
   /** The gate's limits for a tenant on `node`: this node's own, or what that node registered. */
   private readonly limitsOf = async (node: string | null): Promise<GateLimits> => {
     if (node === null || node === this.nodeName) return this.gateLimits;
@@ -183,7 +188,7 @@ export class Runner {
     const isolation = this.substrate.isolation();
     if (!isolation.isolated) this.log('warn', `JOBS NOT CONFINED: ${isolation.detail}`);
     // One live process per node name (FERRY_NODE_TAKEN), then a new lease epoch.
-    await this.membership.join(this.substrate, this.capacity);
+    await this.membership.join(this.substrate, this.capacity, this.tenantHome);
     this.stopped = false;
     // Tenants registered before identities existed get one now, and their data with it.
     for (const id of await this.store.assignMissingIdentities(this.opts.uidRange, this.now())) {
@@ -239,7 +244,7 @@ export class Runner {
     await this.attempts.stop();
     for (let delay = 500; !this.stopped; delay = Math.min(delay * 2, 5000)) {
       try {
-        await this.membership.join(this.substrate, this.capacity);
+        await this.membership.join(this.substrate, this.capacity, this.tenantHome);
         await this.reattach();
         this.scheduler.start(this.opts.tickMs ?? 1000);
         this.log('info', `node ${this.nodeName} joined the cluster again`);
@@ -288,15 +293,18 @@ export class Runner {
   async putTenant(id: string, body: unknown): Promise<{ tenant: TenantRecord; created: boolean; handedOver: string | null }> {
     const input = parseTenantInput(body);
     const node = input.node ?? (await this.store.getTenant(id))?.node ?? this.nodeName;
-    if (node !== this.nodeName && !(await this.store.getNode(node))) {
+    // The data lives on the tenant's node: its default place and what it must not overlap are that node's.
+    const home = node === this.nodeName ? this.tenantHome : (await this.store.getNode(node))?.tenantHome;
+    if (!home) {
       const known = (await this.store.listNodes()).map((n) => n.name).join(', ');
       throw tenantError('node', `there is no node ${node}; the nodes are: ${known}. A node exists once it has started`);
     }
-    const folders = this.substrate.kind === 'process';
-    const defaultData = folders && this.opts.tenantsDir ? join(this.opts.tenantsDir, id) : `ferry-tenant-${id}`;
+    const folders = home.substrate === 'process';
+    const defaultData = folders && home.tenantsDir ? join(home.tenantsDir, id) : `ferry-tenant-${id}`;
     const data = input.data ?? defaultData;
-    const others = (await this.store.listTenants()).filter((t) => t.id !== id);
-    const context = { tenantId: id, defaultData, ferryPaths: this.opts.ferryPaths ?? [], others };
+    // Tenants on other nodes are on other hosts: only those on the same node may not overlap.
+    const others = (await this.store.listTenants()).filter((t) => t.id !== id && (t.node ?? node) === node);
+    const context = { tenantId: id, defaultData, ferryPaths: home.ferryPaths, others };
     const problem = folders ? folderDataProblem(data, context) : volumeDataProblem(data, context);
     if (problem) throw tenantError('data', problem);
     if (input.allowRoot && folders) throw tenantError('allowRoot', 'process jobs never run as root; allowRoot is for the container substrate');

@@ -14,7 +14,7 @@ import { insertEvent } from './event-records.ts';
 import type { Heard, MigrationTransitions } from './migration-transitions.ts';
 import { dbNowMs, fenceIn } from './node-fence.ts';
 import { notifyIn } from './notices.ts';
-import type { AttemptRecord, NodeLease, NodeRecord } from './records.ts';
+import type { AttemptRecord, NodeLease, NodeRecord, TenantHome } from './records.ts';
 import { attemptRecord, nodeRecord } from './row-records.ts';
 import type { Database } from './schema.ts';
 
@@ -23,6 +23,7 @@ export interface NodeRegistration {
   readonly substrate: string;
   readonly capacity: Resources;
   readonly enforced: readonly string[] | null;
+  readonly tenantHome: TenantHome;
   readonly now: Date;
 }
 
@@ -79,6 +80,7 @@ export class NodeRecords {
         substrate: r.substrate,
         capacity: JSON.stringify(r.capacity),
         enforced: r.enforced === null ? null : JSON.stringify(r.enforced),
+        tenant_home: JSON.stringify(r.tenantHome),
         state: 'up',
         started_at: at,
         last_seen_ms: dbNowMs(this.dialect),

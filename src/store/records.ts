@@ -102,6 +102,13 @@ export interface IssueRecord {
 
 export type NodeState = 'up' | 'lost' | 'left';
 
+/** A node's rules for its tenants' data: the substrate, the default folder of tenant data (process), and Ferry's own paths there. */
+export interface TenantHome {
+  readonly substrate: string;
+  readonly tenantsDir: string | null;
+  readonly ferryPaths: readonly string[];
+}
+
 export interface NodeRecord {
   readonly name: string;
   /** The node's API address, once it listens. */
@@ -110,6 +117,8 @@ export interface NodeRecord {
   readonly capacity: Resources;
   /** The dimensions its substrate enforces, or null when it enforces none (limits not enforced). */
   readonly enforced: readonly string[] | null;
+  /** Where a tenant registered for this node keeps its data by default, and what it must not overlap. */
+  readonly tenantHome: TenantHome;
   readonly state: NodeState;
   readonly epoch: number;
   readonly startedAt: string;

@@ -13,6 +13,7 @@ import type {
   MigrationRecord,
   NodeRecord,
   NodeState,
+  TenantHome,
   TenantRecord,
 } from './records.ts';
 import type { AttemptsTable, Database, MigrationsTable } from './schema.ts';
@@ -185,6 +186,7 @@ export function nodeRecord(r: Selectable<Database['nodes']>): NodeRecord {
     substrate: r.substrate,
     capacity: JSON.parse(r.capacity) as Resources,
     enforced: r.enforced === null ? null : (JSON.parse(r.enforced) as string[]),
+    tenantHome: JSON.parse(r.tenant_home) as TenantHome,
     state: r.state as NodeState,
     epoch: Number(r.epoch),
     startedAt: r.started_at,

@@ -92,6 +92,7 @@ export interface NodesTable {
   substrate: string;
   capacity: string;
   enforced: string | null;
+  tenant_home: string;
   state: string;
   epoch: number;
   started_at: string;

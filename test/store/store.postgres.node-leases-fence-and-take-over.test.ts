@@ -34,7 +34,14 @@ async function open(t: TestContext): Promise<Store | null> {
 }
 
 function register(store: Store, name: string) {
-  return store.registerNode({ name, substrate: 'process', capacity: CAPACITY, enforced: ['cpu', 'memory'], now: new Date() });
+  return store.registerNode({
+    name,
+    substrate: 'process',
+    capacity: CAPACITY,
+    enforced: ['cpu', 'memory'],
+    tenantHome: { substrate: 'process', tenantsDir: '/var/lib/ferry/tenants', ferryPaths: [] },
+    now: new Date(),
+  });
 }
 
 /** Make `name`'s last renewal `ms` older than it is, on the database's clock. */

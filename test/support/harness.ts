@@ -22,12 +22,18 @@ export function tempDir(prefix = 'ferry-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startFerry(options: RawOptions & { dataDir?: string } = {}): Promise<Ferry> {
-  const dataDir = options.dataDir ?? tempDir();
-  const config = compileConfig({ flags: { port: 0, ...options, dataDir }, env: {} });
+/**
+ * A Ferry in `dataDir` (default: a fresh temporary folder). `token`: the admin token to use, for a
+ * node that joins a database another node started (only the first node writes <dataDir>/token);
+ * default: the one in <dataDir>/token.
+ */
+export async function startFerry(options: RawOptions & { dataDir?: string; token?: string } = {}): Promise<Ferry> {
+  const { token: given, ...raw } = options;
+  const dataDir = raw.dataDir ?? tempDir();
+  const config = compileConfig({ flags: { port: 0, ...raw, dataDir }, env: {} });
   const quiet = () => undefined;
   const service = await startService(config, quiet);
-  const token = readFileSync(join(dataDir, 'token'), 'utf8').trim();
+  const token = given ?? readFileSync(join(dataDir, 'token'), 'utf8').trim();
   return {
     url: service.url,
     token,

@@ -19,6 +19,8 @@ export function nodes(dialect: SqlDialect) {
         .addColumn('capacity', 'text', (c) => c.notNull())
         // The dimensions the node's substrate enforces (JSON list), or null when it enforces none.
         .addColumn('enforced', 'text')
+        // Where its tenants' data goes by default and what it must not overlap (JSON), for registrations through other nodes.
+        .addColumn('tenant_home', 'text', (c) => c.notNull())
         .addColumn('state', 'text', (c) => c.notNull().check(sql`state IN ('up', 'lost', 'left')`))
         // Bumped by every registration and by every takeover: a write carrying an older epoch is refused.
         .addColumn('epoch', 'integer', (c) => c.notNull())
