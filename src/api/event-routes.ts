@@ -13,6 +13,7 @@ import { PassThrough } from 'node:stream';
 import { FerryError } from '../core/errors.ts';
 import type { LogFn } from '../core/log.ts';
 import type { Runner } from '../runner/runner.ts';
+import type { MigrationRecord } from '../store/records.ts';
 import { inScope, type Principal } from './auth.ts';
 import { DEFAULT_FOLLOWER_LIMITS, type FollowerLimits } from './log-followers.ts';
 import type { RouteAccess } from './route-access.ts';
@@ -61,12 +62,15 @@ export function registerEventRoutes(
   // Several moves committed together (filed → approved → queued) are heard once each, all with the
   // record after the last: one event says it all.
   let lastRecord: unknown = null;
-  const stopListening = runner.store.onTransition((m) => {
+  const onMove = (m: MigrationRecord) => {
     if (m === lastRecord) return;
     lastRecord = m;
     if (m.state !== 'running') lastProgress.delete(m.id);
     send('migration', m.tenant, migrationSummary(m));
-  });
+  };
+  const stopListening = runner.store.onTransition(onMove);
+  // Moves made through the other nodes of a cluster reach this node's stream too.
+  const stopListeningRemote = runner.store.onRemoteTransition(onMove);
 
   let polling = false;
   const poll = async () => {
@@ -105,6 +109,7 @@ export function registerEventRoutes(
   app.addHook('onClose', async () => {
     closed = true;
     stopListening();
+    stopListeningRemote();
     if (timer) clearInterval(timer);
     for (const c of [...clients]) c.stream.end();
   });

@@ -266,6 +266,7 @@ export class Runner {
     const close = (issue: string) =>
       this.teardown.finishClosure(issue, { name: SYSTEM }).catch((err: unknown) => this.log('warn', `closing ${issue}: ${(err as Error).message}`));
     if (notice.t === 'closed') void close(notice.issue);
+    if (notice.t === 'moved') void this.store.noticeMoved(notice.id, notice.origin).catch(() => undefined);
     // Notices sent while the session was away are lost: look for closures this node has a part in.
     if (notice.t === 'reconnected') void this.store.issuesPendingTeardown().then((issues) => Promise.all(issues.map(close)));
     this.poke();

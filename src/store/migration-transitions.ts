@@ -4,6 +4,7 @@
  * still in the state it was read in, and its event row is appended in the same transaction. Losing
  * the race is a typed FERRY_CONFLICT, never a silent overwrite. Reached through the Store.
  */
+import { randomBytes } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import { FerryError } from '../core/errors.ts';
 import { transition, type LifecycleEvent } from '../core/lifecycle.ts';
@@ -87,10 +88,34 @@ export class MigrationTransitions {
   private readonly db: Kysely<Database>;
   private readonly dialect: SqlDialect;
   private readonly listeners = new Set<TransitionListener>();
+  private readonly remoteListeners = new Set<(m: MigrationRecord) => void>();
+  /** Names this store in its notices, so that its node tells its own moves from the other nodes'. */
+  readonly origin = randomBytes(8).toString('hex');
 
   constructor(db: Kysely<Database>, dialect: SqlDialect) {
     this.db = db;
     this.dialect = dialect;
+  }
+
+  /** Listen to transitions committed by other nodes (announced by announceRemote); returns the function that stops listening. */
+  onRemoteTransition(listener: (m: MigrationRecord) => void): () => void {
+    this.remoteListeners.add(listener);
+    return () => this.remoteListeners.delete(listener);
+  }
+
+  /** Another node moved migration `id`: tell the remote listeners its record as it is now. */
+  async announceRemote(id: string): Promise<void> {
+    if (this.remoteListeners.size === 0) return;
+    const row = await this.db.selectFrom('migrations').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) return;
+    const m = migrationRecord(row);
+    for (const listener of this.remoteListeners) {
+      try {
+        listener(m);
+      } catch {
+        // a listener's failure is its own
+      }
+    }
   }
 
   /** Listen to committed transitions; returns the function that stops listening. */
@@ -166,8 +191,10 @@ export class MigrationTransitions {
       }
       const updated = migrationRecord(await trx.selectFrom('migrations').selectAll().where('id', '=', args.id).executeTakeFirstOrThrow());
       if (inTrx) await inTrx(trx, updated);
-      // The tenant's node (which may be another) starts it: tell it now rather than at its next pass.
-      if (updated.state === 'queued') await notifyIn(trx, this.dialect, { t: 'queued', id: updated.id, tenant: updated.tenant });
+      // The tenant's node (which may be another) starts it, or the next one of its tenant: tell every
+      // node now rather than at its next pass (and their event streams).
+      if (moved.length > 0)
+        await notifyIn(trx, this.dialect, { t: 'moved', id: updated.id, tenant: updated.tenant, state: updated.state, origin: this.origin });
       for (const m of moved) heard.push({ m: updated, ...m });
       return updated;
     } catch (err) {

@@ -1,6 +1,7 @@
 /**
- * Notices between nodes: a committed change another node must act on soon (a migration queued for
- * its tenant, an issue closed, a tenant registered for it, a node taken over). On PostgreSQL a
+ * Notices between nodes: a committed change another node must act on soon (a migration moved, which
+ * may queue or free one of its tenants, an issue closed, a tenant registered for it, a node taken
+ * over), or show (its event stream). On PostgreSQL a
  * notice is a NOTIFY sent in the transaction of the change, so it goes out when (and only if) the
  * change commits; each node LISTENs (node-session.ts). SQLite has one node: nothing to send.
  */
@@ -11,7 +12,8 @@ import type { Db } from './schema.ts';
 export const NOTICE_CHANNEL = 'ferry';
 
 export type Notice =
-  | { readonly t: 'queued'; readonly id: string; readonly tenant: string }
+  /** A migration moved (its new state); `origin` is the store that moved it, so a node can tell its own moves from the others'. */
+  | { readonly t: 'moved'; readonly id: string; readonly tenant: string; readonly state: string; readonly origin: string }
   | { readonly t: 'closed'; readonly issue: string }
   | { readonly t: 'tenant'; readonly id: string; readonly node: string | null }
   | { readonly t: 'lost'; readonly node: string };

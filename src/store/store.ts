@@ -95,9 +95,19 @@ export class Store {
     this.adminTokens = new AdminTokenRecords(db);
   }
 
-  /** Listen to committed transitions; returns the function that stops listening. */
+  /** Listen to committed transitions of this store; returns the function that stops listening. */
   onTransition(listener: TransitionListener): () => void {
     return this.moves.onTransition(listener);
+  }
+
+  /** Listen to transitions other nodes committed (PostgreSQL; announced through their notices). */
+  onRemoteTransition(listener: (m: MigrationRecord) => void): () => void {
+    return this.moves.onRemoteTransition(listener);
+  }
+
+  /** A notice said a migration moved: when another store (node) moved it, tell the remote listeners. */
+  async noticeMoved(id: string, origin: string): Promise<void> {
+    if (origin !== this.moves.origin) await this.moves.announceRemote(id);
   }
 
   async close(): Promise<void> {
