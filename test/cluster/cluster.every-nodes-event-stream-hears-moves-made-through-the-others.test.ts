@@ -12,9 +12,7 @@ function follow(url: string, token: string): Promise<{ states: (id: string) => s
   return new Promise((resolve, reject) => {
     const seen: Array<{ id: string; state: string }> = [];
     let pending = '';
-    // eslint-disable-next-line prefer-const
-    let req: ClientRequest;
-    req = httpRequest(`${url}/v1/events`, { headers: { authorization: `Bearer ${token}` }, agent: false }, (res) => {
+    const req: ClientRequest = httpRequest(`${url}/v1/events`, { headers: { authorization: `Bearer ${token}` }, agent: false }, (res) => {
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
         pending += chunk;
