@@ -4,7 +4,6 @@
  * precedence, over the defaults documented on `FerryConfig`. Only this module reads process.env.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -33,8 +32,11 @@ export interface FerryConfig {
   readonly dataDir: string;
   /** PostgreSQL connection string for the multi-node store; default none (SQLite in dataDir). */
   readonly databaseUrl: string | null;
-  /** This node's name in the cluster: its tenants, jobs and artifacts are recorded under it. Default: the host name. */
-  readonly node: string;
+  /**
+   * This node's name in the cluster: its tenants, jobs and artifacts are recorded under it. Null when
+   * not given: the host name, except that a SQLite store keeps the name it was first started with.
+   */
+  readonly node: string | null;
   /** A node that has not renewed its lease for this long (ms) is lost: the others hold its running migrations. Default 60 s. */
   readonly nodeLostAfterMs: number;
   /** The address the other nodes reach this node's API at (forwarded logs and cancels). Default: the listen address, with the host name for a wildcard one. */
@@ -231,8 +233,8 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
   const bodyLimit = Number(pick('bodyLimit') ?? 1024 * 1024);
   if (!Number.isInteger(bodyLimit) || bodyLimit < 1024)
     throw new FerryError('FERRY_INVALID_REQUEST', `bodyLimit must be a whole number of bytes, at least 1024`);
-  const node = pick('node') ?? hostname();
-  if (!/^[a-z0-9][a-z0-9.-]{0,62}$/i.test(node)) {
+  const node = pick('node') ?? null;
+  if (node !== null && !/^[a-z0-9][a-z0-9.-]{0,62}$/i.test(node)) {
     throw new FerryError(
       'FERRY_INVALID_REQUEST',
       `node name ${JSON.stringify(node)} is not a name: letters, digits, '.' and '-', up to 63, starting with a letter or digit`,

@@ -93,8 +93,11 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog,
     await lock.release();
     throw err;
   }
+  let node: string;
   try {
-    await loadAdminToken(tokens, config.dataDir, store, config.node, new Date());
+    // A SQLite store holds one node: started without --node, it stays the node it was (the host name may change).
+    node = config.node ?? (store.dialect === 'sqlite' ? ((await store.listNodes())[0]?.name ?? null) : null) ?? hostname();
+    await loadAdminToken(tokens, config.dataDir, store, node, new Date());
   } catch (err) {
     await store.close();
     await lock.release();
@@ -117,7 +120,7 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog,
       capacity: config.capacity ?? undefined,
       issueDefaults: config.issueDefaults ?? undefined,
       log,
-      node: { name: config.node, lostAfterMs: config.nodeLostAfterMs },
+      node: { name: node, lostAfterMs: config.nodeLostAfterMs },
       ...(options.onNodeTaken ? { onNodeTaken: options.onNodeTaken } : {}),
     });
     // Before the runner starts, so that transitions of the restart (re-attach, lost → held) reach the threads.
@@ -144,7 +147,7 @@ export async function startService(config: FerryConfig, log: LogFn = consoleLog,
     log('info', `ferry listening on ${url}`, {
       console: `${url}/`,
       dataDir: config.dataDir,
-      node: config.node,
+      node,
       store: store.dialect,
       substrate: substrate.kind,
       limitsEnforced: limits.enforced,

@@ -94,27 +94,40 @@ const ADMIN: Principal = { name: 'admin', role: 'admin', tenants: null };
 /**
  * The admin token. The store keeps its digest, so that it works on every node; the node that makes
  * it (the first to start on a store) writes it to <dataDir>/token (mode 0600), and the others have
- * none in their folder (give the CLI FERRY_TOKEN there). A token file written before the store kept
+ * none in their folder (give the CLI FERRY_TOKEN there). The node that made it rotates it as before:
+ * delete the file (a new token is made) or write another token into it, and restart; the old one
+ * stops working (on the other nodes when they restart). A token file written before the store kept
  * the digest becomes the recorded one.
  */
 export async function loadAdminToken(registry: TokenRegistry, dataDir: string, store: Store, node: string, now: Date): Promise<void> {
   const path = join(dataDir, 'token');
-  let recorded = await store.adminTokenDigest();
+  const recorded = await store.adminToken();
+  const maker = recorded === null || recorded.createdBy === node;
+  let kept = recorded?.sha256 ?? null;
   if (existsSync(path)) {
-    // This node's own token file keeps working here, and becomes the cluster's when none is recorded.
     const token = readFileSync(path, 'utf8').trim();
-    recorded ??= await store.claimAdminToken(digest(token), node, now);
+    if (recorded === null) kept = await store.claimAdminToken(digest(token), node, now);
+    else if (maker && recorded.sha256 !== digest(token)) {
+      await store.replaceAdminToken(digest(token), node, now);
+      kept = digest(token);
+    }
+    // A node's own token file works on it even when another node's token is the cluster's.
     registry.add(token, ADMIN);
-  } else if (recorded === null) {
-    // Written before it is claimed: a crash in between leaves a file that the next start claims.
+  } else if (maker) {
+    // Written before it is recorded: a crash in between leaves a file that the next start records.
     const token = randomBytes(24).toString('base64url');
     writeFileSync(path, `${token}\n`, { mode: 0o600, flag: 'wx' });
-    recorded = await store.claimAdminToken(digest(token), node, now);
-    // Another node claimed first (both started on an empty store at once): its token is the admin token.
-    if (recorded === digest(token)) registry.add(token, ADMIN);
+    if (recorded === null) {
+      kept = await store.claimAdminToken(digest(token), node, now);
+    } else {
+      await store.replaceAdminToken(digest(token), node, now);
+      kept = digest(token);
+    }
+    // Another node recorded first (both started on an empty store at once): its token is the admin token.
+    if (kept === digest(token)) registry.add(token, ADMIN);
     else unlinkSync(path);
   }
-  registry.addDigest(recorded, ADMIN);
+  if (kept !== null) registry.addDigest(kept, ADMIN);
 }
 
 /** Load the optional tokens file. */

@@ -166,8 +166,10 @@ program
       };
       const config = compileConfig({ flags: raw, ...(opts.config ? { configPath: opts.config } : {}) });
       // Another live process took this node's name over (after a lost session): this one ends, its jobs keep running.
-      const service = await startService(config, undefined, { onNodeTaken: () => void service.stop().finally(() => process.exit(1)) });
-      installSignalHandlers(service.stop);
+      const started = startService(config, undefined, { onNodeTaken: () => void started.then((s) => s.stop()).finally(() => process.exit(1)) });
+      // Handled from the start: a SIGTERM while starting still stops cleanly (the node is `left`), never by the signal's default.
+      installSignalHandlers(async () => (await started.catch(() => null))?.stop());
+      const service = await started;
       if (opts.demo) {
         const { runDemo } = await import('../demo.ts');
         await runDemo(service, (line) => process.stdout.write(`${line}\n`));

@@ -189,5 +189,5 @@ export function parseTenantInput(input: unknown): TenantInput {
   const doc = validate(tenantSchema, input, 'tenant');
   const steadyState = toResources(doc.steadyState, 'steadyState');
   requirePositive(steadyState, 'steadyState', 'tenant');
-  return { steadyState, data: doc.data, runAs: doc.runAs, allowRoot: doc.allowRoot, node: doc.node };
+  return { steadyState, data: doc.data, runAs: doc.runAs, allowRoot: doc.allowRoot, ...(doc.node !== undefined ? { node: doc.node } : {}) };
 }

@@ -7,7 +7,7 @@
 import { FerryError, coerceError } from '../core/errors.ts';
 import { WIPE_STEP, stepLabel, stepName } from '../core/steps.ts';
 import type { FailureCause, Tenant } from '../core/types.ts';
-import type { ArtifactRecord, AttemptRecord, MigrationRecord } from '../store/records.ts';
+import type { ArtifactRecord, AttemptRecord, MigrationRecord, NodeLease } from '../store/records.ts';
 import type { StepResult, StepSpec } from '../substrates/substrate.ts';
 import { appendLogLine, noteFullDisk } from './disk.ts';
 import { SYSTEM, type RunnerContext } from './runner-context.ts';
@@ -22,6 +22,8 @@ export interface ActiveAttempt {
   jobRef: string | null;
   step: number | null;
   jobStarted: boolean;
+  /** The node's lease when this supervision began: its writes carry it, so a superseded supervision is refused. */
+  readonly lease: NodeLease;
 }
 
 /** What a fresh start hands to the attempt's supervision: the artifacts the start recorded. */
@@ -34,7 +36,7 @@ export class AttemptSupervisor {
   private readonly ctx: RunnerContext;
   private readonly active = new Map<string, ActiveAttempt>();
   /** Steps being prepared and started: a stop waits for them, so none is left half-started. */
-  private readonly starting = new Set<Promise<void>>();
+  private readonly starting = new Set<Promise<unknown>>();
   /** Bumped by stop(): a supervision begun before it acts no more (a rejoin may supervise the same attempt anew). */
   private generation = 0;
 
@@ -73,7 +75,7 @@ export class AttemptSupervisor {
   supervise(m: MigrationRecord, fresh: FreshStart | null): void {
     const { ctx } = this;
     if (this.active.has(m.id)) return;
-    const entry: ActiveAttempt = { done: Promise.resolve(), cancel: null, jobRef: null, step: null, jobStarted: false };
+    const entry: ActiveAttempt = { done: Promise.resolve(), cancel: null, jobRef: null, step: null, jobStarted: false, lease: ctx.lease() };
     const generation = this.generation;
     const halted = () => ctx.isStopped() || generation !== this.generation;
     ctx.metrics.running.inc();
@@ -152,14 +154,19 @@ export class AttemptSupervisor {
         // A stopped runner starts no further step; the next start re-attaches after the last one.
         // Nor does a node unsure of its lease: it waits until it is sure, or is taken over.
         if (!(await this.untilLeased(halted))) return;
+        if (entry.cancel) return outcome(stepIndex, cancelledResult());
         const first = fresh !== null && position === 0;
-        const phase = this.startStep(m, tenant, attempt, spec, ref, first ? fresh : null);
+        const phase = this.startStep(m, tenant, attempt, spec, ref, first ? fresh : null, entry, halted);
         this.starting.add(phase);
+        let started: boolean;
         try {
-          await phase;
+          started = await phase;
         } finally {
           this.starting.delete(phase);
         }
+        // Taken over (or stopped) while preparing: the job was not started; the attempt's node
+        // finds no job when it picks up, and holds the attempt `lost` (or the takeover did).
+        if (!started) return;
         entry.jobStarted = true;
         const queued = ctx.queuedAt.get(m.id);
         if (queued !== undefined) {
@@ -171,7 +178,8 @@ export class AttemptSupervisor {
         entry.jobStarted = true;
       }
       const output = new StepOutputRecorder(ctx.store, m.id, stepIndex, ctx.now, (msg) => ctx.log('warn', msg));
-      const result = await noteFullDisk(await ctx.substrate.watch(ref, (line) => output.line(line)), attempt.logRef);
+      // A superseded supervision (taken over, rejoined) writes no more checkpoints or progress.
+      const result = await noteFullDisk(await ctx.substrate.watch(ref, (line) => (halted() ? undefined : output.line(line))), attempt.logRef);
       if (halted()) return;
       await this.untilStored(`checkpoint of ${m.id}`, halted, () => output.flush());
       entry.jobStarted = false;
@@ -186,7 +194,7 @@ export class AttemptSupervisor {
         patch: { next: null },
         event: { actor: SYSTEM, kind: 'succeed', reason: `attempt ${attempt.number}: all steps succeeded` },
         now: ctx.now(),
-        lease: ctx.lease(),
+        lease: entry.lease,
       }),
     );
     ctx.metrics.transitions.inc({ to: 'succeeded' });
@@ -197,7 +205,16 @@ export class AttemptSupervisor {
    * (log, scratch, snapshot, restore); a later step records its job (intent) before starting it.
    * Either way the created marks go in one transaction after the job runs.
    */
-  private async startStep(m: MigrationRecord, tenant: Tenant, attempt: AttemptRecord, spec: StepSpec, ref: string, fresh: FreshStart | null): Promise<void> {
+  private async startStep(
+    m: MigrationRecord,
+    tenant: Tenant,
+    attempt: AttemptRecord,
+    spec: StepSpec,
+    ref: string,
+    fresh: FreshStart | null,
+    entry: ActiveAttempt,
+    halted: () => boolean,
+  ): Promise<boolean> {
     const { ctx } = this;
     const created: number[] = [];
     let snapshotPatch: { id: string; patch: { snapshot: { ref: string; at: string } } } | undefined;
@@ -228,15 +245,18 @@ export class AttemptSupervisor {
         step: spec.stepIndex,
         ref,
         now: ctx.now(),
-        lease: ctx.lease(),
+        lease: entry.lease,
       });
       created.push(job.id);
     }
     const steps = m.request.steps.length;
     const which = stepLabel(spec.stepIndex) + (spec.stepIndex === WIPE_STEP ? '' : `/${steps}`);
     await appendLogLine(attempt.logRef, `── ferry: attempt ${attempt.number}, step ${which} ${spec.stepName} ──`);
+    // A snapshot or restore may take minutes: the lease is checked again right before the job starts.
+    if (!(await this.untilLeased(halted))) return false;
     await ctx.substrate.start(spec, ref);
     await ctx.store.markCreated(created, ctx.now(), snapshotPatch);
+    return true;
   }
 
   /**
@@ -271,7 +291,7 @@ export class AttemptSupervisor {
               detail: { cause: result.cause, exitCode: result.exitCode, signal: result.signal },
             },
         now: ctx.now(),
-        lease: ctx.lease(),
+        lease: entry.lease,
       });
     await (opts.untilStored ? this.untilStored(`outcome of ${m.id}`, opts.halted, write) : write());
     ctx.metrics.transitions.inc({ to: cancelled ? 'cancelled' : 'held' });

@@ -72,6 +72,8 @@ export class NodeMembership {
       this.session = await store.openNodeSession(name, this.opts.onTaken, this.opts.log);
       this.session.onNotice(this.opts.onNotice);
     }
+    // While the session reconnects another process may hold this node's name: register only with the lock.
+    if (!this.session.holdsNodeLock()) throw new FerryError('FERRY_NODE_UNREACHABLE', `node ${name}: its session with PostgreSQL is reconnecting`);
     const sent = performance.now();
     const limits = substrate.limits();
     const { lease, previous } = await store.registerNode({

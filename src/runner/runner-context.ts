@@ -36,6 +36,8 @@ export interface RunnerContext {
   onFenced(): void;
   /** Tenants with a job still running from an attempt another node took over: nothing new of theirs starts here. */
   readonly blockedTenants: ReadonlySet<string>;
+  /** Tenants whose registration through this node is handing their data over now: the scheduler leaves them to it. */
+  readonly adopting: ReadonlySet<string>;
   /** When each migration entered `queued` (performance.now()), for the queue-to-start metric. */
   readonly queuedAt: Map<string, number>;
   /** Move a migration by a lifecycle event from the state it was read in (see Runner). */

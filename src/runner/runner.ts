@@ -79,6 +79,7 @@ export class Runner {
   private readonly membership: NodeMembership;
   private readonly late: LateOutcomes;
   private readonly blockedTenants = new Set<string>();
+  private readonly adopting = new Set<string>();
   private rejoining: Promise<void> | null = null;
   private stopped = true;
   /** This node's name in the cluster. */
@@ -121,6 +122,7 @@ export class Runner {
       canStart: () => this.membership.canStart(),
       onFenced: () => this.onFenced(),
       blockedTenants: this.blockedTenants,
+      adopting: this.adopting,
     };
     this.attempts = new AttemptSupervisor(ctx);
     this.late = new LateOutcomes(ctx, this.blockedTenants);
@@ -189,6 +191,8 @@ export class Runner {
     if (!isolation.isolated) this.log('warn', `JOBS NOT CONFINED: ${isolation.detail}`);
     // One live process per node name (FERRY_NODE_TAKEN), then a new lease epoch.
     await this.membership.join(this.substrate, this.capacity, this.tenantHome);
+    // Renewing from now on: the start below (hand-overs, re-attach, closures) may take longer than nodeLostAfter.
+    this.membership.startRenewing();
     this.stopped = false;
     // Tenants registered before identities existed get one now, and their data with it.
     for (const id of await this.store.assignMissingIdentities(this.opts.uidRange, this.now())) {
@@ -198,7 +202,6 @@ export class Runner {
     }
     await this.reattach();
     this.scheduler.start(this.opts.tickMs ?? 1000);
-    this.membership.startRenewing();
   }
 
   /**
@@ -311,6 +314,20 @@ export class Runner {
     if (input.allowRoot && folders) throw tenantError('allowRoot', 'process jobs never run as root; allowRoot is for the container substrate');
     const ownUid = process.getuid?.();
     if (input.runAs && input.runAs.uid === ownUid) throw tenantError('runAs.uid', `uid ${ownUid} is Ferry's own; give the tenant an identity of its own`);
+    this.adopting.add(id);
+    try {
+      return await this.registerTenant(id, input, node, data);
+    } finally {
+      this.adopting.delete(id);
+    }
+  }
+
+  private async registerTenant(
+    id: string,
+    input: ReturnType<typeof parseTenantInput>,
+    node: string,
+    data: string,
+  ): Promise<{ tenant: TenantRecord; created: boolean; handedOver: string | null }> {
     const result = await this.store.putTenant(
       id,
       { steadyState: input.steadyState, data, runAs: input.runAs ?? null, allowRoot: input.allowRoot ?? false, node },

@@ -97,6 +97,10 @@ export class SchedulerLoop {
     const { ctx } = this;
     const failed = new Set<string>();
     for (const t of await ctx.store.listUnadoptedTenants(ctx.nodeName)) {
+      if (ctx.adopting.has(t.id)) {
+        failed.add(t.id); // its registration hands it over right now
+        continue;
+      }
       try {
         const handedOver = await ctx.substrate.adoptTenantData(asTenant(t));
         await ctx.store.markTenantAdopted(t.id, t.updatedAt, ctx.now());

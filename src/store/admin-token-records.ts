@@ -12,9 +12,15 @@ export class AdminTokenRecords {
     this.db = db;
   }
 
-  /** The admin token's digest, or null before any node wrote one. */
-  async digest(): Promise<string | null> {
-    return (await this.db.selectFrom('admin_tokens').select('sha256').where('name', '=', 'admin').executeTakeFirst())?.sha256 ?? null;
+  /** The admin token's digest and the node that made it, or null before any node did. */
+  async get(): Promise<{ sha256: string; createdBy: string } | null> {
+    const row = await this.db.selectFrom('admin_tokens').select(['sha256', 'created_by']).where('name', '=', 'admin').executeTakeFirst();
+    return row ? { sha256: row.sha256, createdBy: row.created_by } : null;
+  }
+
+  /** Replace the admin token's digest (its maker rotated it: the old token stops working). */
+  async replace(sha256: string, node: string, now: Date): Promise<void> {
+    await this.db.updateTable('admin_tokens').set({ sha256, created_by: node, created_at: now.toISOString() }).where('name', '=', 'admin').execute();
   }
 
   /** Record `sha256` as the admin token's digest unless one is recorded already; returns the one recorded. */
@@ -24,6 +30,6 @@ export class AdminTokenRecords {
       .values({ name: 'admin', sha256, created_by: node, created_at: now.toISOString() })
       .onConflict((oc) => oc.column('name').doNothing())
       .execute();
-    return (await this.digest()) ?? sha256;
+    return (await this.get())?.sha256 ?? sha256;
   }
 }

@@ -10,13 +10,13 @@ import { FerryError } from '../core/errors.ts';
 import { transition, type LifecycleEvent } from '../core/lifecycle.ts';
 import type { MigrationState, Verdict } from '../core/types.ts';
 import { recordArtifactIn } from './artifact-records.ts';
-import { insertAttemptIn, updateAttemptIn } from './attempt-records.ts';
+import { insertAttemptIn } from './attempt-records.ts';
 import { insertEvent, type EventInput } from './event-records.ts';
 import type { SqlDialect } from './dialect.ts';
 import { fenceIn } from './node-fence.ts';
 import { notifyIn } from './notices.ts';
 import type { ArtifactRecord, MigrationRecord, NodeLease } from './records.ts';
-import { migrationRecord, patchColumns, type AttemptPatch, type MigrationPatch } from './row-records.ts';
+import { attemptColumns, migrationRecord, patchColumns, type AttemptPatch, type MigrationPatch } from './row-records.ts';
 import type { Database } from './schema.ts';
 import { ONE_HOLDER_PER_TENANT } from './tenant-holders.ts';
 import { isUniqueViolation } from './unique-violation.ts';
@@ -233,6 +233,21 @@ export class MigrationTransitions {
       },
       async (trx, m) => {
         if (m.attempts !== args.number) throw new FerryError('FERRY_CONFLICT', `migration ${args.id} attempt numbering changed meanwhile`);
+        if (args.lease) {
+          // The tenant may have moved to another node since the scheduler read its queue: only its node starts it.
+          let q = trx.selectFrom('tenants').select('node').where('id', '=', m.tenant);
+          if (this.dialect === 'postgres') q = q.forShare();
+          const tenant = await q.executeTakeFirst();
+          if (tenant?.node !== args.lease.name) {
+            throw new FerryError(
+              'FERRY_CONFLICT',
+              `tenant ${m.tenant} lives on node ${tenant?.node ?? '(none)'} now, not ${args.lease.name}; its node starts it`,
+              {
+                id: args.id,
+              },
+            );
+          }
+        }
         await insertAttemptIn(trx, {
           migrationId: args.id,
           number: args.number,
@@ -253,7 +268,17 @@ export class MigrationTransitions {
   /** End the running attempt: its event (`succeed`, `fail`, `cancel`) decides the migration's next state; one transaction. */
   async finishAttempt(args: FinishAttemptArgs): Promise<MigrationRecord> {
     const { lease } = args;
-    return this.transition({ id: args.id, from: 'running', patch: args.patch ?? {}, event: args.event, now: args.now, lease }, async (trx) => {
+    return this.transition({ id: args.id, from: 'running', patch: args.patch ?? {}, event: args.event, now: args.now, lease }, async (trx, m) => {
+      // The outcome of the attempt that is running, once: not of an earlier one a superseded supervision still watched.
+      if (m.attempts !== args.number) {
+        throw new FerryError(
+          'FERRY_CONFLICT',
+          `migration ${args.id} runs attempt ${m.attempts}, not ${args.number}; the outcome of attempt ${args.number} was recorded already`,
+          {
+            id: args.id,
+          },
+        );
+      }
       if (lease) {
         const attempt = await trx
           .selectFrom('attempts')
@@ -271,7 +296,15 @@ export class MigrationTransitions {
           );
         }
       }
-      await updateAttemptIn(trx, args.id, args.number, { ...args.attempt, endedAt: args.now.toISOString() });
+      const ended = await trx
+        .updateTable('attempts')
+        .set(attemptColumns({ ...args.attempt, endedAt: args.now.toISOString() }))
+        .where('migration_id', '=', args.id)
+        .where('number', '=', args.number)
+        .where('ended_at', 'is', null)
+        .executeTakeFirst();
+      if (Number(ended.numUpdatedRows) !== 1)
+        throw new FerryError('FERRY_CONFLICT', `attempt ${args.number} of migration ${args.id} has ended already`, { id: args.id });
     });
   }
 }

@@ -18,6 +18,8 @@ export interface NodeSession {
   onNotice(listener: (notice: Notice | { readonly t: 'reconnected' }) => void): void;
   /** Whether this node is the cluster's outbox sender now (taking the role when nobody has it). */
   outboxSender(): Promise<boolean>;
+  /** Whether the session holds the node's lock now (false while it reconnects): a node registers only then. */
+  holdsNodeLock(): boolean;
   close(): Promise<void>;
 }
 
@@ -34,6 +36,7 @@ export function sqliteSession(): NodeSession {
   return {
     onNotice: () => undefined,
     outboxSender: () => Promise.resolve(true),
+    holdsNodeLock: () => true,
     close: () => Promise.resolve(),
   };
 }
@@ -126,6 +129,7 @@ export async function openPostgresSession(target: PostgresTarget, node: string, 
     onNotice(listener) {
       listeners.push(listener);
     },
+    holdsNodeLock: () => client !== null,
     async outboxSender() {
       if (sender) return true;
       const c = client;

@@ -192,9 +192,14 @@ export class Store {
     return this.postgres ? openPostgresSession(this.postgres, node, onTaken, log) : Promise.resolve(sqliteSession());
   }
 
-  /** The admin token's digest, or null before any node recorded one. */
-  adminTokenDigest(): Promise<string | null> {
-    return this.adminTokens.digest();
+  /** The admin token's digest and the node that made it, or null before any node did. */
+  adminToken(): Promise<{ sha256: string; createdBy: string } | null> {
+    return this.adminTokens.get();
+  }
+
+  /** Replace the admin token's digest (rotated by the node that made it). */
+  replaceAdminToken(sha256: string, node: string, now: Date): Promise<void> {
+    return this.adminTokens.replace(sha256, node, now);
   }
 
   /** Record `sha256` as the admin token's digest unless one is recorded already; returns the one recorded. */

@@ -69,3 +69,23 @@ void test('SQLite holds one node: the same store started as another node is refu
     removeDir(dataDir);
   }
 });
+
+void test('SQLite started without --node keeps the node name it was first started with (the host name may change)', async () => {
+  const dataDir = tempDir('ferry-lock-');
+  try {
+    const first = await startFerry({ dataDir, node: 'solo' });
+    await first.stop();
+    const again = await startFerry({ dataDir });
+    try {
+      const nodes = (await again.api('GET', '/v1/nodes')).body.nodes as Array<{ name: string; state: string }>;
+      assert.deepEqual(
+        nodes.map((n) => [n.name, n.state]),
+        [['solo', 'up']],
+      );
+    } finally {
+      await again.stop();
+    }
+  } finally {
+    removeDir(dataDir);
+  }
+});

@@ -32,6 +32,8 @@ export function nodes(dialect: SqlDialect) {
       await db.schema.alterTable('tenants').addColumn('node', 'text').execute();
       // When the tenant's data was last handed to its identity on its node; null: to do on that node.
       await db.schema.alterTable('tenants').addColumn('adopted_at', 'text').execute();
+      // Tenants registered before were handed over at their registration (or their first start since identities).
+      await sql`UPDATE tenants SET adopted_at = updated_at WHERE run_as_uid IS NOT NULL`.execute(db);
       await db.schema.alterTable('attempts').addColumn('node', 'text').execute();
       // Set when another node held the attempt `lost` (its node's lease had run out): its job may
       // still be running; the attempt's node watches it on its return and records its real outcome.
