@@ -1,9 +1,11 @@
 /**
  * `npm run bench [-- case...]`: runs the benchmark cases (all, or the ones named), printing one
  * JSON line per figure and a table at the end. Cases: lifecycle, scale, log-capture, teardown,
- * container. Results also go to tmp/bench-latest.json for BENCHMARKS.md.
+ * container, cluster (1, 2 and 3 nodes over one PostgreSQL on 127.0.0.1:5432). Results also go to
+ * tmp/bench-latest.json for BENCHMARKS.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { clusterBench } from './cluster.ts';
 import { containerBench } from './container.ts';
 import { lifecycleBench } from './lifecycle.ts';
 import { logCaptureBench } from './log-capture.ts';
@@ -17,6 +19,7 @@ const CASES: Record<string, (report: Report) => Promise<void>> = {
   'log-capture': logCaptureBench,
   teardown: teardownBench,
   container: containerBench,
+  cluster: clusterBench,
 };
 
 const wanted = process.argv.slice(2);
