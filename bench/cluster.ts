@@ -25,12 +25,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { call, listAllMigrations, tempDir, waitFor } from '../test/support/harness.ts';
 import { POSTGRES_ADDRESS, postgresUnreachable, postgresUrl } from '../test/support/postgres.ts';
+import { baseline } from './lifecycle.ts';
 import { BIG_CAPACITY } from './server.ts';
 import { median, percentile, pool, procSample, processesMatching, sleep, wallMs, type Report } from './support.ts';
 
@@ -83,7 +83,7 @@ export async function clusterBench(report: Report): Promise<void> {
   const unreachable = await postgresUnreachable();
   if (unreachable !== null) throw new Error(`PostgreSQL not reachable at ${POSTGRES_ADDRESS}: ${unreachable}`);
 
-  const rawMs = await rawSpawnBaseline();
+  const rawMs = await baseline(COUNT, CONCURRENCY);
   report.context(C, `baseline: ${COUNT} processes spawned from Node, ${CONCURRENCY} in flight`, rawMs, 'ms');
 
   const errors: string[] = [];
@@ -429,27 +429,6 @@ async function maintenance(sql: string): Promise<void> {
     await client.query(sql);
   } finally {
     await client.end();
-  }
-}
-
-/** lifecycle's raw-spawn baseline (not exported there): the same COUNT processes straight from Node, CONCURRENCY in flight. */
-async function rawSpawnBaseline(): Promise<number> {
-  const dir = mkdtempSync(join(tmpdir(), 'ferry-bench-baseline-'));
-  try {
-    const t0 = wallMs();
-    await pool(
-      Array.from({ length: COUNT }, (_, i) => i),
-      CONCURRENCY,
-      (i) =>
-        new Promise<void>((resolve, reject) => {
-          const child = spawn('sh', ['-c', STAMP.replace('"$FERRY_SCRATCH/started"', `"${dir}/s${i}"`)], { stdio: 'ignore' });
-          child.once('error', reject);
-          child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`baseline process exited ${code}`))));
-        }),
-    );
-    return wallMs() - t0;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -83,14 +83,14 @@ export async function lifecycleBench(report: Report): Promise<void> {
   }
 }
 
-/** The same processes, straight from Node: spawn, await exit, CONCURRENCY in flight. */
-async function baseline(): Promise<number> {
+/** The same processes, straight from Node: spawn, await exit, `concurrency` in flight (also the cluster case's baseline). */
+export async function baseline(count = COUNT, concurrency = CONCURRENCY): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-bench-baseline-'));
   try {
     const t0 = wallMs();
     await pool(
-      Array.from({ length: COUNT }, (_, i) => i),
-      CONCURRENCY,
+      Array.from({ length: count }, (_, i) => i),
+      concurrency,
       (i) =>
         new Promise<void>((resolve, reject) => {
           const child = spawn('sh', ['-c', STAMP.replace('"$FERRY_SCRATCH/started"', `"${dir}/s${i}"`)], { stdio: 'ignore' });
