@@ -149,12 +149,17 @@ export class MigrationRecords {
     return sumPeaks(await this.listRunning(node));
   }
 
-  /** Change fields that are not the state (checkpoint, progress, snapshot). No event. */
+  /**
+   * Change fields of a running migration that are not its state (checkpoint, progress). No event.
+   * Nothing once it is not running: a job's late output (after a takeover, say) never rewrites the
+   * checkpoint of a held migration an operator is deciding on.
+   */
   async update(id: string, patch: MigrationPatch, now: Date): Promise<void> {
     await this.db
       .updateTable('migrations')
       .set({ ...patchColumns(patch), updated_at: now.toISOString() })
       .where('id', '=', id)
+      .where('state', '=', 'running')
       .execute();
   }
 }

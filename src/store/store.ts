@@ -269,7 +269,7 @@ export class Store {
     return this.migrations.listRunning(node);
   }
 
-  /** Change fields that are not the state (checkpoint, progress, snapshot). No event. */
+  /** Change fields of a running migration that are not its state (checkpoint, progress). No event; nothing once it is not running. */
   updateMigration(id: string, patch: MigrationPatch, now: Date): Promise<void> {
     return this.migrations.update(id, patch, now);
   }

@@ -560,6 +560,11 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       assert.deepEqual(m.progress, { done: 3, total: 1e12 });
       assert.equal(m.state, 'running');
       assert.deepEqual(await s.store.listEvents('m-a-00000001'), before);
+
+      // Held: a job's late output no longer rewrites what the operator decides on.
+      const held = await s.fail('m-a-00000001', 1);
+      await s.store.updateMigration('m-a-00000001', { checkpoint: { step: 1, text: 'row 99' }, progress: { done: 4, total: 5 } }, s.now());
+      assert.deepEqual(await s.store.requireMigration('m-a-00000001'), held);
     });
 
     // ── artifacts ──
