@@ -81,6 +81,7 @@ export class Runner {
   private readonly blockedTenants = new Set<string>();
   private readonly adopting = new Set<string>();
   private rejoining: Promise<void> | null = null;
+  private readonly outboxListeners = new Set<() => void>();
   private stopped = true;
   /** This node's name in the cluster. */
   readonly nodeName: string;
@@ -165,6 +166,12 @@ export class Runner {
     } catch {
       throw new FerryError('FERRY_FENCED', `node ${this.nodeName} holds no lease now (it is joining the cluster again)`, { node: this.nodeName });
     }
+  }
+
+  /** Be told when any node enqueued a tracker comment (the outbox sender wakes). */
+  onOutboxNotice(listener: () => void): () => void {
+    this.outboxListeners.add(listener);
+    return () => this.outboxListeners.delete(listener);
   }
 
   /** Whether this node sends the cluster's tracker comments now (one node at a time). */
@@ -270,6 +277,7 @@ export class Runner {
       this.teardown.finishClosure(issue, { name: SYSTEM }).catch((err: unknown) => this.log('warn', `closing ${issue}: ${(err as Error).message}`));
     if (notice.t === 'closed') void close(notice.issue);
     if (notice.t === 'moved') void this.store.noticeMoved(notice.id, notice.origin).catch(() => undefined);
+    if (notice.t === 'outbox' || notice.t === 'reconnected') for (const listener of this.outboxListeners) listener();
     // Notices sent while the session was away are lost: look for closures this node has a part in.
     if (notice.t === 'reconnected') void this.store.issuesPendingTeardown().then((issues) => Promise.all(issues.map(close)));
     this.poke();

@@ -16,7 +16,9 @@ export type Notice =
   | { readonly t: 'moved'; readonly id: string; readonly tenant: string; readonly state: string; readonly origin: string }
   | { readonly t: 'closed'; readonly issue: string }
   | { readonly t: 'tenant'; readonly id: string; readonly node: string | null }
-  | { readonly t: 'lost'; readonly node: string };
+  | { readonly t: 'lost'; readonly node: string }
+  /** A comment was enqueued: the cluster's outbox sender (maybe another node) sends it now. */
+  | { readonly t: 'outbox' };
 
 export async function notifyIn(db: Db, dialect: SqlDialect, notice: Notice): Promise<void> {
   if (dialect !== 'postgres') return;

@@ -65,6 +65,9 @@ export async function openPostgresStore(connectionString: string, options: { sch
   // An idle pooled connection that PostgreSQL closes (a restart, a DROP ... WITH (FORCE)) is
   // reported on the pool; unhandled, that event would end the process. The next query reconnects.
   pool.on('error', () => undefined);
+  // Nor may a connection the pool has lent out (inside a transaction, between two queries) when its
+  // link drops: its next query fails instead, and that error goes to the caller.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   try {
     await migrateToLatest(db as Kysely<unknown>, 'postgres', options.schema);

@@ -83,7 +83,7 @@ export class Store {
     this.db = db;
     this.dialect = dialect;
     this.postgres = postgres;
-    this.threads = new ThreadRecords(db);
+    this.threads = new ThreadRecords(db, dialect);
     this.tenants = new TenantRecords(db, dialect);
     this.issues = new IssueRecords(db, dialect);
     this.migrations = new MigrationRecords(db);

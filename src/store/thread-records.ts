@@ -6,6 +6,8 @@
  */
 import type { Kysely, Selectable } from 'kysely';
 import type { TrackerKind } from '../core/issue-ref.ts';
+import type { SqlDialect } from './dialect.ts';
+import { notifyIn } from './notices.ts';
 import type { Database, Db, TrackerOutboxTable } from './schema.ts';
 import { isUniqueViolation } from './unique-violation.ts';
 
@@ -50,9 +52,11 @@ export interface AppliedDelivery {
 
 export class ThreadRecords {
   private readonly db: Kysely<Database>;
+  private readonly dialect: SqlDialect;
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, dialect: SqlDialect = 'sqlite') {
     this.db = db;
+    this.dialect = dialect;
   }
 
   // ── deliveries ───────────────────────────────────────────────────────────
@@ -86,6 +90,8 @@ export class ThreadRecords {
         .onConflict((oc) => oc.column('issue').doUpdateSet({ url: d.thread.url, updated_at: now.toISOString() }))
         .execute();
       for (const comment of d.comments) await enqueueCommentIn(trx, comment, now);
+      // The cluster's sender may be another node: wake it.
+      if (d.comments.length > 0) await notifyIn(trx, this.dialect, { t: 'outbox' });
       return true;
     });
   }
@@ -102,7 +108,9 @@ export class ThreadRecords {
 
   /** Enqueue a one-off comment. Returns false when its dedupe key was enqueued before. */
   async enqueueComment(c: NewComment, now: Date): Promise<boolean> {
-    return enqueueCommentIn(this.db, c, now);
+    const added = await enqueueCommentIn(this.db, c, now);
+    if (added) await notifyIn(this.db, this.dialect, { t: 'outbox' });
+    return added;
   }
 
   /**
@@ -129,12 +137,14 @@ export class ThreadRecords {
               .set({ body: s.body, version: Number(pending.version) + 1, updated_at: at })
               .where('id', '=', pending.id)
               .execute();
-            return;
+          } else {
+            await trx
+              .insertInto('tracker_outbox')
+              .values(pendingRow({ tracker: s.tracker, issue: s.issue, kind: 'status', migrationId: s.migrationId, dedupeKey: null, body: s.body }, at))
+              .execute();
           }
-          await trx
-            .insertInto('tracker_outbox')
-            .values(pendingRow({ tracker: s.tracker, issue: s.issue, kind: 'status', migrationId: s.migrationId, dedupeKey: null, body: s.body }, at))
-            .execute();
+          // The cluster's sender may be another node: wake it.
+          await notifyIn(trx, this.dialect, { t: 'outbox' });
         });
         return;
       } catch (err) {

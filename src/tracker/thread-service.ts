@@ -35,9 +35,12 @@ export class ThreadService implements DeliveryHandler {
   private readonly log: LogFn;
   private readonly deliveries: ThreadDeliveryHandler;
   private readonly follower: StatusFollower;
+  private readonly runner: Runner;
+  private stopOutboxNotices: (() => void) | null = null;
 
   constructor(opts: ThreadServiceOptions) {
     this.config = opts.config;
+    this.runner = opts.runner;
     const now = opts.now ?? (() => new Date());
     this.log = opts.log ?? (() => undefined);
     const clients: Partial<Record<TrackerKind, TrackerClient>> = {};
@@ -67,10 +70,14 @@ export class ThreadService implements DeliveryHandler {
     }
     await this.follower.start();
     await this.outbox.start();
+    // Comments another node enqueued: this node may be the cluster's sender.
+    this.stopOutboxNotices = this.runner.onOutboxNotice(() => this.outbox.poke());
   }
 
   /** Stop following and sending; waits for work in flight. Call before the store closes. */
   async stop(): Promise<void> {
+    this.stopOutboxNotices?.();
+    this.stopOutboxNotices = null;
     await this.follower.stop();
     await this.outbox.stop();
   }
