@@ -2,7 +2,7 @@
  * Tenants: registration with identity allocation, and the rule that a held tenant's folder and
  * identity are frozen. Reached through the Store.
  */
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { FerryError } from '../core/errors.ts';
 import type { Identity, Resources } from '../core/types.ts';
 import type { SqlDialect } from './dialect.ts';
@@ -47,7 +47,7 @@ export class TenantRecords {
     return this.db.transaction().execute(async (trx) => {
       const before = await trx.selectFrom('tenants').selectAll().where('id', '=', id).executeTakeFirst();
       const previous = before ? tenantRecord(before) : null;
-      const runAs = input.runAs ?? previous?.runAs ?? (await allocateIdentity(trx, uidRange));
+      const runAs = input.runAs ?? previous?.runAs ?? (await allocateIdentity(trx, uidRange, this.dialect));
       const node = input.node ?? previous?.node ?? null;
       const changed =
         previous === null
@@ -109,7 +109,7 @@ export class TenantRecords {
     return this.db.transaction().execute(async (trx) => {
       const missing = await trx.selectFrom('tenants').select('id').where('run_as_uid', 'is', null).orderBy('id').execute();
       for (const { id } of missing) {
-        const runAs = await allocateIdentity(trx, uidRange);
+        const runAs = await allocateIdentity(trx, uidRange, this.dialect);
         await trx.updateTable('tenants').set({ run_as_uid: runAs.uid, run_as_gid: runAs.gid, updated_at: now.toISOString() }).where('id', '=', id).execute();
       }
       return missing.map((r) => r.id);
@@ -138,8 +138,13 @@ export class TenantRecords {
   }
 }
 
-/** The next uid of the range after the highest one given (gid = uid); FERRY_CONFLICT when the range is used up. */
-async function allocateIdentity(db: Db, range: UidRange): Promise<Identity> {
+/**
+ * The next uid of the range after the highest one given (gid = uid); FERRY_CONFLICT when the range is
+ * used up. On PostgreSQL, registrations through several nodes (or several requests) at once take
+ * turns (a transaction advisory lock), so two never pick the same uid; SQLite has one writer.
+ */
+async function allocateIdentity(db: Db, range: UidRange, dialect: SqlDialect): Promise<Identity> {
+  if (dialect === 'postgres') await sql`SELECT pg_advisory_xact_lock(hashtext('ferry-uid-allocation:' || current_schema()))`.execute(db);
   const row = await db
     .selectFrom('tenants')
     .select((eb) => eb.fn.max('run_as_uid').as('top'))

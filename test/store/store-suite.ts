@@ -149,6 +149,23 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
 
     // ── tenants ──
 
+    void test('tenants registered at once without runAs each get a uid of their own', async (t) => {
+      const s = await setup(t);
+      if (!s) return;
+      const ids = Array.from({ length: 16 }, (_, i) => `race-${i}`);
+      const results = await Promise.allSettled(
+        ids.map((id) =>
+          s.store.putTenant(id, { steadyState: STEADY, data: `/srv/${id}`, runAs: null, allowRoot: false }, { first: 200000, last: 299999 }, s.now()),
+        ),
+      );
+      assert.deepEqual(
+        results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)),
+        [],
+      );
+      const uids = (await s.store.listTenants()).map((tenant) => tenant.runAs?.uid);
+      assert.equal(new Set(uids).size, ids.length, `distinct uids: ${uids.join(', ')}`);
+    });
+
     void test('putTenant creates, then updates; getTenant and listTenants read it back', async (t) => {
       const s = await setup(t);
       if (!s) return;
