@@ -13,7 +13,6 @@ import { parseDuration } from './core/duration.ts';
 import { parseQuantity } from './core/quantity.ts';
 import type { Resources } from './core/types.ts';
 import { DEFAULT_SOCKET_PATH } from './substrates/container/container-options.ts';
-import { DEFAULT_SWARM_SOCKET_PATH } from './substrates/swarm/swarm-options.ts';
 import {
   compileTrackers,
   rawOutboxSchema,
@@ -43,7 +42,7 @@ export interface FerryConfig {
   /** The address the other nodes reach this node's API at (forwarded logs and cancels). Default: the listen address, with the host name for a wildcard one. */
   readonly advertiseUrl: string | null;
   /** Where jobs run. Default `process`. */
-  readonly substrate: 'process' | 'container' | 'swarm';
+  readonly substrate: 'process' | 'container';
   /** What this node offers the scheduler and the admission check; default: the substrate's. */
   readonly capacity: Resources | null;
   /** `auto` (default) uses cgroups where writable; `off` never (limits then not enforced). */
@@ -200,8 +199,8 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
   const port = Number(pick('port') ?? 7070);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new FerryError('FERRY_INVALID_REQUEST', `port ${pick('port')} is not a port number (0-65535)`);
   const substrate = pick('substrate') ?? 'process';
-  if (substrate !== 'process' && substrate !== 'container' && substrate !== 'swarm') {
-    throw new FerryError('FERRY_INVALID_REQUEST', `substrate ${substrate} is not supported here; use process, container or swarm`);
+  if (substrate !== 'process' && substrate !== 'container') {
+    throw new FerryError('FERRY_INVALID_REQUEST', `substrate ${substrate} is not supported here; use process or container`);
   }
   const cgroups = pick('cgroups') ?? 'auto';
   if (cgroups !== 'auto' && cgroups !== 'off') throw new FerryError('FERRY_INVALID_REQUEST', `cgroups must be auto or off, not ${cgroups}`);
@@ -248,8 +247,7 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
     throw new FerryError('FERRY_INVALID_REQUEST', `advertiseUrl ${JSON.stringify(advertiseUrl)} is not an address like http://host-b.internal:7070`);
   }
   // Kept as given: the container substrate reads the address, and refuses one that is not local.
-  // The swarm substrate talks to a swarm manager's engine, by default the one scripts/setup-swarm.sh starts.
-  const dockerSocket = pick('dockerSocket') ?? (substrate === 'swarm' ? DEFAULT_SWARM_SOCKET_PATH : DEFAULT_SOCKET_PATH);
+  const dockerSocket = pick('dockerSocket') ?? DEFAULT_SOCKET_PATH;
   return Object.freeze({
     host: pick('host') ?? '127.0.0.1',
     port,
