@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts everything Ferry's tests need on a fresh machine (run as root):
 # the npm packages (and the process supervisor, built by npm's postinstall), Podman with its
-# Docker-API socket and the local test image, a running PostgreSQL on 127.0.0.1:5432, Debian's
+# Docker-API socket and the local test image, a private Docker engine in swarm mode with its local
+# images (scripts/setup-swarm.sh), a running PostgreSQL on 127.0.0.1:5432, Debian's
 # Chromium for the console's browser tests, and for the cluster's partition test iproute2 (`ip netns`)
 # and PostgreSQL's server programs (initdb, pg_ctl under /usr/lib/postgresql/*/bin).
 set -euo pipefail
@@ -13,6 +14,8 @@ say "npm ci"
 npm ci --no-audit --no-fund
 
 bash .ci/setup-podman.sh
+# The swarm substrate's tests: Debian's docker.io in swarm mode on its own socket, and its local images.
+bash scripts/setup-swarm.sh
 
 if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   say "PostgreSQL answering on 127.0.0.1:5432"

@@ -13,6 +13,7 @@ import { parseDuration } from './core/duration.ts';
 import { parseQuantity } from './core/quantity.ts';
 import type { Resources } from './core/types.ts';
 import { DEFAULT_SOCKET_PATH } from './substrates/container/container-options.ts';
+import { DEFAULT_SWARM_SOCKET_PATH } from './substrates/swarm/swarm-options.ts';
 import {
   compileTrackers,
   rawOutboxSchema,
@@ -42,7 +43,7 @@ export interface FerryConfig {
   /** The address the other nodes reach this node's API at (forwarded logs and cancels). Default: the listen address, with the host name for a wildcard one. */
   readonly advertiseUrl: string | null;
   /** Where jobs run. Default `process`. */
-  readonly substrate: 'process' | 'container';
+  readonly substrate: 'process' | 'container' | 'swarm';
   /** What this node offers the scheduler and the admission check; default: the substrate's. */
   readonly capacity: Resources | null;
   /** `auto` (default) uses cgroups where writable; `off` never (limits then not enforced). */
@@ -75,6 +76,8 @@ export interface FerryConfig {
   readonly dockerSocket: string;
   /** Image for container steps whose request names none. Default none. */
   readonly defaultImage: string | null;
+  /** Swarm substrate: the image of the node agents (sh and the docker CLI); null: `docker:27-cli`. */
+  readonly swarmHelperImage: string | null;
   /** Issue trackers (webhooks in, comments out) and the comment outbox; see docs/issue-threads.md. */
   readonly tracker: TrackersConfig;
 }
@@ -101,6 +104,7 @@ export interface RawOptions {
   bodyLimit?: number | string;
   dockerSocket?: string;
   defaultImage?: string;
+  swarmHelperImage?: string;
   /** Per tracker: webhookSecret, apiUrl, webUrl, token, botUser, filers, operators, admins. */
   trackers?: RawTrackers;
   outbox?: RawOutboxOptions;
@@ -127,6 +131,7 @@ const fileSchema = z.strictObject({
   bodyLimit: z.union([z.number(), z.string()]).optional(),
   dockerSocket: z.string().optional(),
   defaultImage: z.string().optional(),
+  swarmHelperImage: z.string().max(300).optional(),
   trackers: rawTrackersSchema.optional(),
   outbox: rawOutboxSchema.optional(),
 });
@@ -161,6 +166,7 @@ function envOptions(env: NodeJS.ProcessEnv = process.env): RawOptions {
   const docker = env.FERRY_DOCKER_SOCKET ?? env.DOCKER_HOST;
   if (docker) o.dockerSocket = docker;
   if (env.FERRY_DEFAULT_IMAGE) o.defaultImage = env.FERRY_DEFAULT_IMAGE;
+  if (env.FERRY_SWARM_HELPER_IMAGE) o.swarmHelperImage = env.FERRY_SWARM_HELPER_IMAGE;
   return { ...o, ...trackerEnvOptions(env) };
 }
 
@@ -199,8 +205,8 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
   const port = Number(pick('port') ?? 7070);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new FerryError('FERRY_INVALID_REQUEST', `port ${pick('port')} is not a port number (0-65535)`);
   const substrate = pick('substrate') ?? 'process';
-  if (substrate !== 'process' && substrate !== 'container') {
-    throw new FerryError('FERRY_INVALID_REQUEST', `substrate ${substrate} is not supported here; use process or container`);
+  if (substrate !== 'process' && substrate !== 'container' && substrate !== 'swarm') {
+    throw new FerryError('FERRY_INVALID_REQUEST', `substrate ${substrate} is not supported here; use process, container or swarm`);
   }
   const cgroups = pick('cgroups') ?? 'auto';
   if (cgroups !== 'auto' && cgroups !== 'off') throw new FerryError('FERRY_INVALID_REQUEST', `cgroups must be auto or off, not ${cgroups}`);
@@ -247,7 +253,8 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
     throw new FerryError('FERRY_INVALID_REQUEST', `advertiseUrl ${JSON.stringify(advertiseUrl)} is not an address like http://host-b.internal:7070`);
   }
   // Kept as given: the container substrate reads the address, and refuses one that is not local.
-  const dockerSocket = pick('dockerSocket') ?? DEFAULT_SOCKET_PATH;
+  // The swarm substrate talks to a swarm manager's engine, by default the one scripts/setup-swarm.sh starts.
+  const dockerSocket = pick('dockerSocket') ?? (substrate === 'swarm' ? DEFAULT_SWARM_SOCKET_PATH : DEFAULT_SOCKET_PATH);
   return Object.freeze({
     host: pick('host') ?? '127.0.0.1',
     port,
@@ -269,6 +276,7 @@ export function compileConfig(layers: { flags?: RawOptions; env?: NodeJS.Process
     bodyLimit,
     dockerSocket,
     defaultImage: pick('defaultImage') ?? null,
+    swarmHelperImage: pick('swarmHelperImage') ?? null,
     tracker: compileTrackers([flags, env, file]),
   });
 }

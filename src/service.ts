@@ -47,6 +47,17 @@ export async function createSubstrate(config: FerryConfig, log: LogFn = consoleL
       logLimit: config.logLimit,
     });
   }
+  if (config.substrate === 'swarm') {
+    const { SwarmSubstrate } = await import('./substrates/swarm/swarm-substrate.ts');
+    return new SwarmSubstrate({
+      socketPath: config.dockerSocket,
+      dataDir: config.dataDir,
+      ...(config.capacity ? { capacity: config.capacity } : {}),
+      ...(config.defaultImage ? { defaultImage: config.defaultImage } : {}),
+      ...(config.swarmHelperImage ? { helperImage: config.swarmHelperImage } : {}),
+      logLimit: config.logLimit,
+    });
+  }
   return new ProcessSubstrate({
     dataDir: config.dataDir,
     capacity: config.capacity ?? undefined,

@@ -131,7 +131,7 @@ program
   .option('--host <host>', 'listen address (default 127.0.0.1)')
   .option('--port <port>', 'listen port (default 7070)')
   .option('--config <file>', 'YAML config file (default: FERRY_CONFIG, or <data-dir>/ferry.yaml)')
-  .addOption(new Option('--substrate <kind>', 'where jobs run').choices(['process', 'container']))
+  .addOption(new Option('--substrate <kind>', 'where jobs run').choices(['process', 'container', 'swarm']))
   .option('--database-url <url>', 'PostgreSQL connection string (default: SQLite in the data folder)')
   .option('--node <name>', "this node's name in the cluster (default: the host name)")
   .option('--advertise-url <url>', "where the other nodes reach this node's API (default: the listen address)")

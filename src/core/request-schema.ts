@@ -74,6 +74,15 @@ export const tenantSchema = z.strictObject({
     .string()
     .regex(/^[a-z0-9][a-z0-9.-]{0,62}$/i, 'a node name: letters, digits, . and -, up to 63')
     .optional(),
+  /** Swarm substrate: the swarm node holding its data (name, id, or a constraint like node.labels.tenant==shop). */
+  placement: z
+    .string()
+    .max(200)
+    .regex(
+      /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$|^node\.(id|hostname|role|platform\.os|platform\.arch|labels\.[a-zA-Z0-9_.-]+)\s*(==|!=)\s*[a-zA-Z0-9_.-]+$/,
+      'a swarm node name or id, or one constraint like node.labels.tenant==shop',
+    )
+    .optional(),
 });
 
 export interface FieldProblem {
@@ -183,11 +192,19 @@ export interface TenantInput {
   readonly runAs?: Identity | undefined;
   readonly allowRoot?: boolean | undefined;
   readonly node?: string | undefined;
+  readonly placement?: string | undefined;
 }
 
 export function parseTenantInput(input: unknown): TenantInput {
   const doc = validate(tenantSchema, input, 'tenant');
   const steadyState = toResources(doc.steadyState, 'steadyState');
   requirePositive(steadyState, 'steadyState', 'tenant');
-  return { steadyState, data: doc.data, runAs: doc.runAs, allowRoot: doc.allowRoot, ...(doc.node !== undefined ? { node: doc.node } : {}) };
+  return {
+    steadyState,
+    data: doc.data,
+    runAs: doc.runAs,
+    allowRoot: doc.allowRoot,
+    ...(doc.node !== undefined ? { node: doc.node } : {}),
+    ...(doc.placement !== undefined ? { placement: doc.placement } : {}),
+  };
 }

@@ -81,6 +81,12 @@ export interface Tenant {
   readonly runAs: Identity;
   /** Container jobs of this tenant may run as root (still without new privileges). Default false. */
   readonly allowRoot: boolean;
+  /**
+   * Where its jobs run on a substrate spanning several hosts: on the swarm substrate, the swarm node
+   * that holds its data (a node name, a node id, or a placement constraint such as
+   * `node.labels.tenant==shop`). Null or absent: the substrate's default.
+   */
+  readonly placement?: string | null | undefined;
 }
 
 export type RejectionCode =

@@ -320,6 +320,9 @@ export class Runner {
     const problem = folders ? folderDataProblem(data, context) : volumeDataProblem(data, context);
     if (problem) throw tenantError('data', problem);
     if (input.allowRoot && folders) throw tenantError('allowRoot', 'process jobs never run as root; allowRoot is for the container substrate');
+    if (input.placement !== undefined && home.substrate !== 'swarm') {
+      throw tenantError('placement', `placement is for the swarm substrate; node ${node} runs jobs on the ${home.substrate} substrate, on its own host`);
+    }
     const ownUid = process.getuid?.();
     if (input.runAs && input.runAs.uid === ownUid) throw tenantError('runAs.uid', `uid ${ownUid} is Ferry's own; give the tenant an identity of its own`);
     this.adopting.add(id);
@@ -338,7 +341,7 @@ export class Runner {
   ): Promise<{ tenant: TenantRecord; created: boolean; handedOver: string | null }> {
     const result = await this.store.putTenant(
       id,
-      { steadyState: input.steadyState, data, runAs: input.runAs ?? null, allowRoot: input.allowRoot ?? false, node },
+      { steadyState: input.steadyState, data, runAs: input.runAs ?? null, allowRoot: input.allowRoot ?? false, node, placement: input.placement ?? null },
       this.opts.uidRange,
       this.now(),
     );

@@ -7,7 +7,7 @@ import type { Store } from '../store/store.ts';
 /** Every tenant has an identity once the runner has started. */
 export function asTenant(t: TenantRecord): Tenant {
   if (!t.runAs) throw new FerryError('FERRY_INTERNAL', `tenant ${t.id} has no identity yet; restart Ferry to give it one`);
-  return { id: t.id, steadyState: t.steadyState, data: t.data, runAs: t.runAs, allowRoot: t.allowRoot };
+  return { id: t.id, steadyState: t.steadyState, data: t.data, runAs: t.runAs, allowRoot: t.allowRoot, placement: t.placement };
 }
 
 /** The tenant a migration moves data into, as stored now. */

@@ -87,6 +87,8 @@ export interface TenantRecord {
   readonly allowRoot: boolean;
   /** The node the tenant lives on: its jobs, data, scratch, snapshots and logs are there. */
   readonly node: string | null;
+  /** Where its jobs are placed on a substrate spanning hosts (swarm: a node name, id or constraint); null: the default. */
+  readonly placement: string | null;
   /** When its data was last handed to its identity on its node; null: its node still has to. */
   readonly adoptedAt: string | null;
   readonly createdAt: string;

@@ -154,6 +154,7 @@ export function tenantRecord(r: Selectable<Database['tenants']>): TenantRecord {
     runAs: r.run_as_uid === null ? null : { uid: Number(r.run_as_uid), gid: Number(r.run_as_gid ?? r.run_as_uid) },
     allowRoot: Number(r.allow_root) === 1,
     node: r.node,
+    placement: r.placement,
     adoptedAt: r.adopted_at,
     createdAt: r.created_at,
     updatedAt: r.updated_at,

@@ -11,6 +11,7 @@ import { tracker } from './migrations/0002-tracker.ts';
 import { tenantIdentity } from './migrations/0003-tenant-identity.ts';
 import { stateChecks } from './migrations/0004-state-checks.ts';
 import { nodes } from './migrations/0005-nodes.ts';
+import { tenantPlacement } from './migrations/0006-tenant-placement.ts';
 
 export function schemaMigrations(dialect: SqlDialect): Record<string, Migration> {
   return {
@@ -19,6 +20,7 @@ export function schemaMigrations(dialect: SqlDialect): Record<string, Migration>
     '0003-tenant-identity': tenantIdentity(),
     '0004-state-checks': stateChecks(dialect),
     '0005-nodes': nodes(dialect),
+    '0006-tenant-placement': tenantPlacement(),
   };
 }
 

@@ -9,6 +9,7 @@ export interface TenantsTable {
   run_as_gid: number | null;
   allow_root: Generated<number>;
   node: string | null;
+  placement: string | null;
   adopted_at: string | null;
   created_at: string;
   updated_at: string;

@@ -25,6 +25,8 @@ export interface TenantInput {
   readonly allowRoot: boolean;
   /** The node it lives on; default: the one it has (none for a tenant registered before nodes existed). */
   readonly node?: string | undefined;
+  /** Where its jobs are placed (swarm substrate); default: none. */
+  readonly placement?: string | null | undefined;
 }
 
 export class TenantRecords {
@@ -49,6 +51,7 @@ export class TenantRecords {
       const previous = before ? tenantRecord(before) : null;
       const runAs = input.runAs ?? previous?.runAs ?? (await allocateIdentity(trx, uidRange, this.dialect));
       const node = input.node ?? previous?.node ?? null;
+      const placement = input.placement ?? null;
       const changed =
         previous === null
           ? null
@@ -58,7 +61,9 @@ export class TenantRecords {
               ? 'runAs'
               : previous.node !== node
                 ? 'node'
-                : null;
+                : previous.placement !== placement
+                  ? 'placement'
+                  : null;
       if (changed) {
         const holder = await holderOf(trx, id);
         if (holder) {
@@ -87,6 +92,7 @@ export class TenantRecords {
         run_as_gid: runAs.gid,
         allow_root: input.allowRoot ? 1 : 0,
         node,
+        placement,
         // Its node hands the data to its identity (again) when the data, identity or node changed.
         adopted_at: previous === null || changed ? null : previous.adoptedAt,
         updated_at: at,

@@ -9,7 +9,7 @@
  */
 import type { FailureCause, Resources, Tenant } from '../core/types.ts';
 
-export type SubstrateKind = 'process' | 'container' | 'kubernetes';
+export type SubstrateKind = 'process' | 'container' | 'swarm' | 'kubernetes';
 
 /** Every artifact kind Ferry creates. Tenant data is never one of them. */
 export type ArtifactKind = 'scratch' | 'log' | 'snapshot' | 'job';

@@ -61,6 +61,10 @@ void test('each tenant gets an identity of its own; root, a shared uid and allow
   assertProblem(await f.api('PUT', '/v1/tenants/d', { steadyState: STEADY, runAs: { uid: 4321, gid: 1 } }), 409, 'FERRY_CONFLICT');
   const root = assertProblem(await f.api('PUT', '/v1/tenants/d', { steadyState: STEADY, allowRoot: true }), 422, 'FERRY_INVALID_REQUEST');
   assert.match(String(root.detail), /never run as root/);
+  // A swarm placement means nothing to a process node: refused, not ignored.
+  const placed = assertProblem(await f.api('PUT', '/v1/tenants/d', { steadyState: STEADY, placement: 'host-b' }), 422, 'FERRY_INVALID_REQUEST');
+  assert.match(String(placed.detail), /placement is for the swarm substrate/);
+  assertProblem(await f.api('PUT', '/v1/tenants/d', { steadyState: STEADY, placement: 'node.hostname==$(reboot)' }), 422, 'FERRY_INVALID_REQUEST');
   assert.equal((await f.api('GET', '/v1/tenants/d')).status, 404);
   // Its data folder is created for it and belongs to it.
   const folder = statSync(join(f.dataDir, 'tenants', 'c'));

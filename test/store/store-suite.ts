@@ -256,6 +256,12 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
         'FERRY_TENANT_BUSY',
       );
       assert.deepEqual((await store.getTenant('shop'))?.data, before?.data);
+      // Its placement (swarm node) neither: its scratch and snapshot are on that node.
+      await rejectsWith(
+        store.putTenant('shop', { steadyState: STEADY, data: '/srv/shop', runAs: null, allowRoot: false, placement: 'host-b' }, range, now()),
+        'FERRY_TENANT_BUSY',
+      );
+      assert.equal((await store.getTenant('shop'))?.placement, null);
       const raised = await store.putTenant(
         'shop',
         { steadyState: { cpu: 4000, memory: 8 * 1024 ** 3 }, data: '/srv/shop', runAs: null, allowRoot: false },

@@ -10,6 +10,8 @@ import type { StopMarker } from './stop-markers.ts';
 export interface FinishedContainer {
   readonly exitCode: number;
   readonly oomKilled: boolean;
+  /** The engine's OOM flag was read and can be trusted (Docker's): a SIGKILL without it is no memory kill. */
+  readonly oomReported?: boolean;
   /** HostConfig.Memory in bytes; 0 or null when unlimited. */
   readonly memoryLimit: number | null;
   readonly timeoutMs: number | null;
@@ -45,7 +47,7 @@ export function stepResultOf(c: FinishedContainer, stop: StopMarker | null): Ste
     return { exitCode: c.exitCode, signal, cause: 'cancelled', detail: `stopped on request at ${stop.at} (exit status ${c.exitCode})` };
   }
   if (c.exitCode === 0) return { exitCode: 0, signal: null, cause: null, detail: 'exited with status 0' };
-  if (c.exitCode === SIGKILL_EXIT && limit) {
+  if (c.exitCode === SIGKILL_EXIT && limit && !c.oomReported) {
     return {
       exitCode: c.exitCode,
       signal,

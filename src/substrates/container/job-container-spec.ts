@@ -103,7 +103,7 @@ export function jobContainerOptions(
 }
 
 /** The attempt log's size now: where this step's part of it starts (label `ferry.log-start`). */
-function fileSize(path: string): number {
+export function fileSize(path: string): number {
   try {
     return statSync(path).size;
   } catch (err) {

@@ -122,9 +122,8 @@ async function replay(
   signal: AbortSignal,
   onLine: (line: string) => void,
 ): Promise<void> {
-  let stream: NodeJS.ReadableStream;
-  try {
-    stream = await new Promise<NodeJS.ReadableStream>((resolve, reject) => {
+  const open = () =>
+    new Promise<NodeJS.ReadableStream>((resolve, reject) => {
       // dockerode's logs() buffers the whole answer unless it follows; dial it as a stream instead.
       docker.modem.dial(
         {
@@ -137,13 +136,30 @@ async function replay(
         (err: unknown, data: unknown) => (err ? reject(err) : resolve(data as NodeJS.ReadableStream)),
       );
     });
+  return replayLogs(
+    open,
+    () => new JobLog(logPath, logStart, onLine, bound),
+    signal,
+    () => closedError(container.id),
+  );
+}
+
+/**
+ * Read a finished job's whole multiplexed output (`open`; a 404 means there is none left) into a
+ * fresh JobLog. Only a replay read to its end may write the log's end section; otherwise the next
+ * watch does. An abort (close()) ends it at once with `closed()`: a long output takes an engine a
+ * while to serve (Podman 4.3: about 3 MB/s). Shared with the swarm substrate.
+ */
+export async function replayLogs(open: () => Promise<NodeJS.ReadableStream>, makeLog: () => JobLog, signal: AbortSignal, closed: () => Error): Promise<void> {
+  let stream: NodeJS.ReadableStream;
+  try {
+    stream = await open();
   } catch (err) {
     if (isNotFound(err)) return;
     throw err;
   }
-  const log = new JobLog(logPath, logStart, onLine, bound);
+  const log = makeLog();
   let complete = false;
-  // A long output takes the engine a while to serve (Podman 4.3: about 3 MB/s): close() must not wait for it.
   const onAbort = (): void => (stream as { destroy?: () => void }).destroy?.();
   signal.addEventListener('abort', onAbort, { once: true });
   try {
@@ -152,14 +168,13 @@ async function replay(
       if (signal.aborted) break;
       demux.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
     }
-    if (signal.aborted) throw closedError(container.id);
+    if (signal.aborted) throw closed();
     complete = true;
   } catch (err) {
-    if (signal.aborted) throw closedError(container.id);
+    if (signal.aborted) throw closed();
     throw err;
   } finally {
     signal.removeEventListener('abort', onAbort);
-    // Only a replay read to its end may write the end section; otherwise the next watch does.
     if (complete) log.close();
     else log.abandon();
   }

@@ -78,7 +78,7 @@ async function removeVolume(engine: ContainerEngine, kind: 'scratch' | 'snapshot
   }
 }
 
-async function removeLog(ref: string): Promise<void> {
+export async function removeLog(ref: string): Promise<void> {
   if (!isAbsolute(ref)) throw new FerryError('FERRY_BAD_REQUEST', `log ref must be an absolute host path, got ${ref}`);
   let isFile: boolean;
   try {
