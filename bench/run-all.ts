@@ -1,13 +1,15 @@
 /**
  * `npm run bench [-- case...]`: runs the benchmark cases (all, or the ones named), printing one
  * JSON line per figure and a table at the end. Cases: lifecycle, scale, log-capture, teardown,
- * container, cluster (1, 2 and 3 nodes over one PostgreSQL on 127.0.0.1:5432), swarm (a one-step
- * job on the swarm substrate against a raw `docker service create --mode replicated-job`;
- * scripts/setup-swarm.sh). Results also go to tmp/bench-latest.json for BENCHMARKS.md.
+ * container, cluster (1, 2 and 3 nodes over one PostgreSQL on 127.0.0.1:5432), history (an empty
+ * store against one with 100,000 finished migrations), swarm (a one-step job on the swarm substrate
+ * against a raw `docker service create --mode replicated-job`; scripts/setup-swarm.sh). Results also
+ * go to tmp/bench-latest.json for BENCHMARKS.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { clusterBench } from './cluster.ts';
 import { containerBench } from './container.ts';
+import { historyBench } from './history.ts';
 import { lifecycleBench } from './lifecycle.ts';
 import { logCaptureBench } from './log-capture.ts';
 import { scaleBench } from './scale.ts';
@@ -22,6 +24,7 @@ const CASES: Record<string, (report: Report) => Promise<void>> = {
   teardown: teardownBench,
   container: containerBench,
   cluster: clusterBench,
+  history: historyBench,
   swarm: swarmBench,
 };
 

@@ -14,6 +14,7 @@ import { MIGRATION_STATES, RECOVERY_ACTIONS, type MigrationState } from '../core
 import { RejectedError, type Runner } from '../runner/runner.ts';
 import { inScope } from './auth.ts';
 import { forwardToNode } from './node-forward.ts';
+import { announceNextPage, decodeCursor, encodeCursor, pageFields, pageLimit } from './paging.ts';
 import { issueParam, migrationParam, queryParams } from './request-params.ts';
 import type { RouteAccess } from './route-access.ts';
 import { migrationDetail, migrationSummary, tenantNodes } from './views.ts';
@@ -25,18 +26,9 @@ const listQuery = z.strictObject({
   tenant: z.string().regex(TENANT_ID, 'is not a tenant id').optional(),
   state: z.string().optional(),
   issue: z.string().max(300).optional(),
-  limit: z
-    .string()
-    .regex(/^[1-9]\d{0,2}$/, 'must be a number from 1 to 500')
-    .refine((v) => Number(v) <= MAX_PAGE, 'must be a number from 1 to 500')
-    .optional(),
-  cursor: z.string().max(400).optional(),
+  ...pageFields,
   order: z.enum(['asc', 'desc']).optional(),
 });
-
-/** Migrations per page of GET /v1/migrations: 100 unless `limit` says otherwise, at most 500. */
-const DEFAULT_PAGE = 100;
-const MAX_PAGE = 500;
 
 export function registerMigrationRoutes(app: FastifyInstance, runner: Runner, access: RouteAccess): void {
   const { auth, actor, principalOf, visibleMigration, checkDocumentScope } = access;
@@ -57,13 +49,12 @@ export function registerMigrationRoutes(app: FastifyInstance, runner: Runner, ac
     return migrationDetail(store, m);
   });
 
-  // Paged on the server: the body stays a JSON array (as before paging); when there is more, the
-  // `X-Ferry-Next-Cursor` header (and a `Link: rel="next"`) gives the opaque cursor of the next page.
+  // Paged (src/api/paging.ts): 100 migrations unless `limit` says otherwise, at most 500.
   app.get('/v1/migrations', { onRequest: auth('filer') }, async (request, reply) => {
     const q = queryParams(listQuery, request.query);
     const states = q.state === undefined ? undefined : stateParam(q.state);
     const order = q.order ?? 'asc';
-    const limit = q.limit === undefined ? DEFAULT_PAGE : Number(q.limit);
+    const limit = pageLimit(q.limit);
     const after = q.cursor === undefined ? undefined : cursorParam(q.cursor, order);
     const principal = principalOf(request);
     const list = await store.listMigrations({
@@ -78,12 +69,7 @@ export function registerMigrationRoutes(app: FastifyInstance, runner: Runner, ac
     });
     const page = list.slice(0, limit).filter((m) => inScope(principal, m.tenant));
     const last = page[page.length - 1];
-    if (list.length > limit && last) {
-      const cursor = Buffer.from(JSON.stringify({ c: last.createdAt, i: last.id, o: order })).toString('base64url');
-      const next = new URLSearchParams(request.query as Record<string, string>);
-      next.set('cursor', cursor);
-      reply.header('x-ferry-next-cursor', cursor).header('link', `</v1/migrations?${next.toString()}>; rel="next"`);
-    }
+    if (list.length > limit && last) announceNextPage(reply, '/v1/migrations', request.query, encodeCursor({ c: last.createdAt, i: last.id, o: order }));
     const nodes = await tenantNodes(store, page);
     return page.map((m) => migrationSummary(m, nodes.get(m.tenant) ?? null));
   });
@@ -137,20 +123,11 @@ export function registerMigrationRoutes(app: FastifyInstance, runner: Runner, ac
 
 /** An opaque cursor of GET /v1/migrations, made for the same `order`; anything else is a 400. */
 function cursorParam(raw: string, order: 'asc' | 'desc'): { createdAt: string; id: string } {
-  const bad = () =>
-    new FerryError(
-      'FERRY_BAD_REQUEST',
-      'cursor is not one this server gave (X-Ferry-Next-Cursor of the previous page, with the same order); start again without it',
-    );
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8'));
-  } catch {
-    throw bad();
-  }
-  const c = parsed as { c?: unknown; i?: unknown; o?: unknown } | null;
-  if (!c || typeof c.c !== 'string' || typeof c.i !== 'string' || c.o !== order || c.c.length > 40 || c.i.length > 100) throw bad();
-  return { createdAt: c.c, id: c.i };
+  return decodeCursor(
+    raw,
+    (c) => (typeof c.c === 'string' && typeof c.i === 'string' && c.o === order && c.c.length <= 40 && c.i.length <= 100 ? { createdAt: c.c, id: c.i } : null),
+    'X-Ferry-Next-Cursor of the previous page, with the same order',
+  );
 }
 
 /** `?state=held,queued`: each a state, or a 400 that lists them. */

@@ -113,6 +113,30 @@ export class FerryClient {
   }
 
   /**
+   * Every item of a paged list (GET /v1/migrations, GET /v1/tenants): `pageSize` per request,
+   * following `X-Ferry-Next-Cursor` until the page that has none.
+   */
+  async requestAllPages<T>(path: string, query: URLSearchParams = new URLSearchParams(), pageSize = 500): Promise<T[]> {
+    const q = new URLSearchParams(query);
+    q.set('limit', String(pageSize));
+    const all: T[] = [];
+    for (let page = 0; page < 10_000; page++) {
+      let next: string | null = null;
+      all.push(
+        ...(await this.request<T[]>(
+          'GET',
+          `${path}?${q}`,
+          undefined,
+          (h) => (next = typeof h['x-ferry-next-cursor'] === 'string' ? h['x-ferry-next-cursor'] : null),
+        )),
+      );
+      if (next === null) break;
+      q.set('cursor', next);
+    }
+    return all;
+  }
+
+  /**
    * A streamed answer (a log), chunk by chunk into `sink`. The whole-request timeout does not apply
    * (a follower may wait for hours); the answer must start within the timeout, and whenever nothing
    * arrives for that long the server must still answer a health check, or the stream ends in an

@@ -196,7 +196,7 @@ tenant
   .description('list tenants')
   .action(async () => {
     const { api, flags } = client();
-    const list = await api.request<Array<{ id: string; steadyState: Record<string, number>; data: string }>>('GET', '/v1/tenants');
+    const list = await api.requestAllPages<{ id: string; steadyState: Record<string, number>; data: string }>('/v1/tenants');
     print(flags, list, () =>
       table(
         ['TENANT', 'STEADY-STATE', 'DATA'],
@@ -282,21 +282,7 @@ program
     if (opts.state) q.set('state', opts.state);
     if (opts.issue) q.set('issue', opts.issue);
     // The API answers a page at a time; follow its cursor to list them all.
-    const list: MigrationView[] = [];
-    q.set('limit', opts.pageSize);
-    for (let page = 0; page < 10_000; page++) {
-      let next: string | null = null;
-      list.push(
-        ...(await api.request<MigrationView[]>(
-          'GET',
-          `/v1/migrations?${q}`,
-          undefined,
-          (h) => (next = typeof h['x-ferry-next-cursor'] === 'string' ? h['x-ferry-next-cursor'] : null),
-        )),
-      );
-      if (next === null) break;
-      q.set('cursor', next);
-    }
+    const list = await api.requestAllPages<MigrationView>('/v1/migrations', q, Number(opts.pageSize));
     print(flags, list, () =>
       table(
         ['ID', 'TENANT', 'STATE', 'ATTEMPTS', 'ISSUE', 'UPDATED'],

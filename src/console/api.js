@@ -47,6 +47,25 @@ export async function call(method, path, body) {
 
 export const api = async (method, path, body) => (await call(method, path, body)).data;
 
+/**
+ * Every item of a paged list (GET /v1/migrations, GET /v1/tenants): 500 a page, following
+ * `X-Ferry-Next-Cursor`, at most `maxPages` pages (a page that needs more than that shows what it has).
+ */
+export async function listAll(path, maxPages = 20) {
+  const [base, search = ''] = path.split('?');
+  const q = new URLSearchParams(search);
+  q.set('limit', '500');
+  const all = [];
+  for (let page = 0; page < maxPages; page++) {
+    const { data, headers } = await call('GET', `${base}?${q}`);
+    all.push(...data);
+    const next = headers.get('x-ferry-next-cursor');
+    if (!next) break;
+    q.set('cursor', next);
+  }
+  return all;
+}
+
 export async function signIn(token) {
   const me = await api('POST', '/v1/session', { token });
   sessionStorage.setItem(CSRF_KEY, me.csrf);

@@ -1,6 +1,6 @@
 // One issue: its migrations together, and (operators) `Close issue`, which cancels what is not
 // final and removes every artifact of its migrations; the answer lists what was removed.
-import { ApiError, api, reloadOnMigrationEvents } from './api.js';
+import { ApiError, api, listAll, reloadOnMigrationEvents } from './api.js';
 import { age, announce, fill, h, migrationLink, progressBar, stateBadge, table } from './dom.js';
 
 export async function renderIssue(main, { me, arg: ref }) {
@@ -21,7 +21,7 @@ export async function renderIssue(main, { me, arg: ref }) {
   );
 
   async function load() {
-    const list = await api('GET', `/v1/migrations?issue=${encodeURIComponent(ref)}&limit=500`);
+    const list = await listAll(`/v1/migrations?issue=${encodeURIComponent(ref)}`);
     const now = Date.now();
     fill(
       body,

@@ -1,7 +1,7 @@
 // Migrations: held ones first (all of them, marked), then the others newest first, a page at a
 // time from the server. Filters live in the URL (#/?state=&tenant=&issue=); updates arrive as
 // server-sent events and re-read the page shown (at most every half second).
-import { call, onEvent } from './api.js';
+import { call, listAll, onEvent } from './api.js';
 import { age, fill, h, issueLink, migrationLink, progressBar, stateBadge, table } from './dom.js';
 
 export const STATES = ['filed', 'approved', 'queued', 'running', 'held', 'succeeded', 'accepted-partial', 'abandoned', 'rejected', 'cancelled'];
@@ -58,7 +58,7 @@ export async function renderList(main, { params }) {
     const calls = [];
     // Held first, whole: they are the ones someone must decide.
     const showHeldApart = filter.state === '';
-    if (showHeldApart) calls.push(call('GET', `/v1/migrations?${query({ ...base, state: 'held', limit: 500, order: 'desc' })}`));
+    if (showHeldApart) calls.push(listAll(`/v1/migrations?${query({ ...base, state: 'held', order: 'desc' })}`).then((data) => ({ data })));
     const rest = filter.state === '' ? STATES.filter((s) => s !== 'held').join(',') : filter.state;
     calls.push(call('GET', `/v1/migrations?${query({ ...base, state: rest, limit: PAGE, order: 'desc', cursor })}`));
     const answers = await Promise.all(calls);

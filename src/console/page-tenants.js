@@ -1,7 +1,7 @@
 // Tenants and capacity: each tenant's node, steady-state, data, identity, the migration holding it
 // (linked) and those queued behind; what the running migrations' peaks use of this node; and every
 // node of the cluster with its state, capacity and what runs on it.
-import { api, reloadOnMigrationEvents } from './api.js';
+import { api, listAll, reloadOnMigrationEvents } from './api.js';
 import { age, fill, h, migrationLink, quantity, resources, stateBadge, table, time } from './dom.js';
 
 export async function renderTenants(main) {
@@ -10,9 +10,9 @@ export async function renderTenants(main) {
 
   async function load() {
     const [tenants, capacity, active, cluster] = await Promise.all([
-      api('GET', '/v1/tenants'),
+      listAll('/v1/tenants'),
       api('GET', '/v1/capacity'),
-      api('GET', '/v1/migrations?state=running,held,queued,approved&limit=500&order=desc'),
+      listAll('/v1/migrations?state=running,held,queued,approved&order=desc'),
       api('GET', '/v1/nodes').catch(() => null),
     ]);
     const byTenant = new Map();

@@ -12,6 +12,7 @@ import { tenantIdentity } from './migrations/0003-tenant-identity.ts';
 import { stateChecks } from './migrations/0004-state-checks.ts';
 import { nodes } from './migrations/0005-nodes.ts';
 import { tenantPlacement } from './migrations/0006-tenant-placement.ts';
+import { historyIndexes } from './migrations/0007-history-indexes.ts';
 
 export function schemaMigrations(dialect: SqlDialect): Record<string, Migration> {
   return {
@@ -21,6 +22,7 @@ export function schemaMigrations(dialect: SqlDialect): Record<string, Migration>
     '0004-state-checks': stateChecks(dialect),
     '0005-nodes': nodes(dialect),
     '0006-tenant-placement': tenantPlacement(),
+    '0007-history-indexes': historyIndexes(),
   };
 }
 

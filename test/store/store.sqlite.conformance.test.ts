@@ -1,10 +1,11 @@
 import { join } from 'node:path';
 import { openSqliteStore } from '../../src/store/open-store.ts';
 import { removeDir, tempDir } from '../support/harness.ts';
-import { defineStoreSuite } from './store-suite.ts';
+import { defineMigrationPagesSuite } from './migration-pages-suite.ts';
+import { defineStoreSuite, type OpenedStore } from './store-suite.ts';
 
 // A real SQLite file in a temporary folder per test, with the pragmas Ferry uses (WAL, full sync).
-defineStoreSuite('sqlite', async () => {
+async function open(): Promise<OpenedStore> {
   const dir = tempDir('ferry-store-sqlite-');
   try {
     const store = await openSqliteStore(join(dir, 'ferry.db'));
@@ -22,4 +23,7 @@ defineStoreSuite('sqlite', async () => {
     removeDir(dir);
     throw err;
   }
-});
+}
+
+defineStoreSuite('sqlite', open);
+defineMigrationPagesSuite('sqlite', open);
