@@ -23,7 +23,9 @@ export async function startBenchServer(
   env: Record<string, string> = {},
   dataDir = tempDir('ferry-bench-'),
 ): Promise<BenchServer> {
-  const server = await spawnServer(dataDir, args, env);
+  // FERRY_BENCH_CPU_PROF=<folder>: the server writes a V8 CPU profile there when it stops.
+  const profile = process.env.FERRY_BENCH_CPU_PROF;
+  const server = await spawnServer(dataDir, args, env, profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []);
   const pid = server.child.pid;
   if (pid === undefined) throw new Error('ferry serve has no pid');
   return {

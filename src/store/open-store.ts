@@ -1,6 +1,7 @@
 /** Open the store: SQLite through better-sqlite3 (embedded default) or PostgreSQL through pg. */
 import SQLite from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, PostgresDialect } from 'kysely';
+import { DurableKysely, GroupCommitDriver, groupCommitDialect } from './group-commit.ts';
 import pg from 'pg';
 import { KEEPALIVE_OPTIONS } from './node-session.ts';
 import { migrateToLatest } from './schema-migrations.ts';
@@ -14,13 +15,16 @@ export async function openSqliteStore(path: string): Promise<Store> {
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  // Transactions of one event-loop turn share one commit and one fsync (group-commit.ts).
+  const driver = new GroupCommitDriver(withStatementCache(sqlite));
+  const db = new DurableKysely<Database>({ dialect: groupCommitDialect(driver) }, driver);
   try {
-    await migrateToLatest(db as Kysely<unknown>, 'sqlite');
+    await migrateToLatest(db as unknown as Kysely<unknown>, 'sqlite');
   } catch (err) {
     await db.destroy();
     throw err;
   }
+  driver.grouping = true;
   return new Store(db, 'sqlite');
 }
 

@@ -14,9 +14,14 @@ export interface ServerProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function spawnServer(dataDir: string, extraArgs: string[] = [], env: Record<string, string> = {}): Promise<ServerProcess> {
+export async function spawnServer(
+  dataDir: string,
+  extraArgs: string[] = [],
+  env: Record<string, string> = {},
+  nodeArgs: string[] = [],
+): Promise<ServerProcess> {
   rmSync(join(dataDir, 'server-url'), { force: true });
-  const child = spawn(process.execPath, [BIN, '--data-dir', dataDir, 'serve', '--port', '0', ...extraArgs], {
+  const child = spawn(process.execPath, [...nodeArgs, BIN, '--data-dir', dataDir, 'serve', '--port', '0', ...extraArgs], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...env },
   });
