@@ -69,15 +69,17 @@ export async function lifecycleBench(report: Report): Promise<void> {
       fromSent.push(startedMs - at.sent);
     }
     const c = 'lifecycle';
-    report.target(c, `migrations per second end to end (${COUNT})`, (COUNT / wholeMs) * 1000, 'migrations/s', '>=', 100);
-    report.target(c, 'approval-to-process-start p50 (from approve response)', percentile(fromAnswer, 50), 'ms', '<=', 10);
-    report.target(c, 'approval-to-process-start p99 (from approve response)', percentile(fromAnswer, 99), 'ms', '<=', 50);
+    // Issue 11's targets. Approval to start under this saturating load is queueing; its target is
+    // at a paced 50 approvals/s (`npm run bench -- peers`).
+    report.target(c, `migrations per second end to end (${COUNT})`, (COUNT / wholeMs) * 1000, 'migrations/s', '>=', 300);
+    report.context(c, 'approval-to-process-start p50 (from approve response)', percentile(fromAnswer, 50), 'ms');
+    report.context(c, 'approval-to-process-start p99 (from approve response)', percentile(fromAnswer, 99), 'ms');
     report.context(c, 'approval-to-process-start p50 (from approve request sent)', percentile(fromSent, 50), 'ms');
     report.context(c, 'approval-to-process-start p99 (from approve request sent)', percentile(fromSent, 99), 'ms');
     report.context(c, 'whole run', wholeMs, 'ms', `filing and approving took ${Math.round(filedMs)} ms`);
     report.context(c, `baseline: ${COUNT} processes spawned from Node, ${CONCURRENCY} in flight`, baselineMs, 'ms');
     report.context(c, 'whole run / baseline', wholeMs / baselineMs, 'x');
-    report.context(c, 'server CPU time per migration', (cpuUsed * 1000) / COUNT, 'ms');
+    report.target(c, 'server CPU time per migration', (cpuUsed * 1000) / COUNT, 'ms', '<=', 3);
   } finally {
     await s.close();
   }

@@ -3,8 +3,10 @@
  * JSON line per figure and a table at the end. Cases: lifecycle, scale, log-capture, teardown,
  * container, cluster (1, 2 and 3 nodes over one PostgreSQL on 127.0.0.1:5432), history (an empty
  * store against one with 100,000 finished migrations), swarm (a one-step job on the swarm substrate
- * against a raw `docker service create --mode replicated-job`; scripts/setup-swarm.sh). Results also
- * go to tmp/bench-latest.json for BENCHMARKS.md.
+ * against a raw `docker service create --mode replicated-job`; scripts/setup-swarm.sh), peers (issue
+ * 14: graphile-worker against Ferry on PostgreSQL, 1 and 3 nodes, and on SQLite, the same job,
+ * saturated and paced 50/s; PostgreSQL on 127.0.0.1:5432). Results also go to
+ * tmp/bench-latest.json for BENCHMARKS.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { clusterBench } from './cluster.ts';
@@ -12,6 +14,7 @@ import { containerBench } from './container.ts';
 import { historyBench } from './history.ts';
 import { lifecycleBench } from './lifecycle.ts';
 import { logCaptureBench } from './log-capture.ts';
+import { peersBench } from './peers.ts';
 import { scaleBench } from './scale.ts';
 import { swarmBench } from './swarm.ts';
 import { Report, machine } from './support.ts';
@@ -26,6 +29,7 @@ const CASES: Record<string, (report: Report) => Promise<void>> = {
   cluster: clusterBench,
   history: historyBench,
   swarm: swarmBench,
+  peers: peersBench,
 };
 
 const wanted = process.argv.slice(2);
