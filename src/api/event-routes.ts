@@ -69,8 +69,9 @@ export function registerEventRoutes(
     send('migration', m.tenant, migrationSummary(m));
   };
   const stopListening = runner.store.onTransition(onMove);
-  // Moves made through the other nodes of a cluster reach this node's stream too.
-  const stopListeningRemote = runner.store.onRemoteTransition(onMove);
+  // Moves made through the other nodes of a cluster reach this node's stream too, while a client
+  // listens: each such move costs a read of the migration, which nobody needs when no one listens.
+  let stopListeningRemote: (() => void) | null = null;
 
   let polling = false;
   const poll = async () => {
@@ -109,7 +110,7 @@ export function registerEventRoutes(
   app.addHook('onClose', async () => {
     closed = true;
     stopListening();
-    stopListeningRemote();
+    stopListeningRemote?.();
     if (timer) clearInterval(timer);
     for (const c of [...clients]) c.stream.end();
   });
@@ -135,6 +136,7 @@ export function registerEventRoutes(
     const stream = new PassThrough();
     const client: Client = { principal, stream };
     clients.add(client);
+    stopListeningRemote ??= runner.store.onRemoteTransition(onMove);
     perName.set(principal.name, mine + 1);
     let released = false;
     const release = () => {
@@ -147,6 +149,10 @@ export function registerEventRoutes(
       if (clients.size === 0 && timer) {
         clearInterval(timer);
         timer = null;
+      }
+      if (clients.size === 0) {
+        stopListeningRemote?.();
+        stopListeningRemote = null;
       }
     };
     stream.once('close', release);
