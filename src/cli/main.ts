@@ -1,20 +1,20 @@
 /**
- * The `ferry` command: `serve` runs the service; every other command wraps the HTTP API.
+ * The `ferry` command: `serve` runs the service (serve-command.ts); every other command, here, wraps
+ * the HTTP API.
  * Exit codes: 0 ok, 2 usage (bad flags or a bad document, a malformed token, a token the CLI will
  * not send where --url points), 3 rejected by the admission rule, 4 wrong state, 1 anything else
  * (the server unreachable or not answering in time included).
  */
 import { closeSync, openSync, readSync } from 'node:fs';
-import { Command, CommanderError, Option } from 'commander';
-import { clientSettings, compileConfig, type RawOptions } from '../config.ts';
+import { Command, CommanderError } from 'commander';
+import { clientSettings } from '../config.ts';
 import { parseDuration } from '../core/duration.ts';
 import { FerryError } from '../core/errors.ts';
 import { formatQuantity } from '../core/quantity.ts';
 import type { Verdict } from '../core/types.ts';
-import { installSignalHandlers } from '../signals.ts';
-import { startService } from '../service.ts';
 import { ApiError, FerryClient } from './client.ts';
 import { table, verdictTable } from './format.ts';
+import { registerServeCommand } from './serve-command.ts';
 import { checkToken, parseServerUrl, redact, tokenPolicy } from './token-policy.ts';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, rejected: 3, wrongState: 4 } as const;
@@ -125,57 +125,7 @@ type MigrationView = {
   updatedAt: string;
 };
 
-program
-  .command('serve')
-  .description('run the Ferry service (API, scheduler, supervisor)')
-  .option('--host <host>', 'listen address (default 127.0.0.1)')
-  .option('--port <port>', 'listen port (default 7070)')
-  .option('--config <file>', 'YAML config file (default: FERRY_CONFIG, or <data-dir>/ferry.yaml)')
-  .addOption(new Option('--substrate <kind>', 'where jobs run').choices(['process', 'container', 'swarm']))
-  .option('--database-url <url>', 'PostgreSQL connection string (default: SQLite in the data folder)')
-  .option('--node <name>', "this node's name in the cluster (default: the host name)")
-  .option('--advertise-url <url>', "where the other nodes reach this node's API (default: the listen address)")
-  .option('--capacity-cpu <quantity>', 'cpu this node offers migrations (default: all cores)')
-  .option('--capacity-memory <quantity>', 'memory this node offers migrations (default: all memory)')
-  .option('--demo', 'on start, register a demo tenant and run a demo migration (idempotent)')
-  .action(
-    async (opts: {
-      host?: string;
-      port?: string;
-      config?: string;
-      substrate?: string;
-      databaseUrl?: string;
-      node?: string;
-      advertiseUrl?: string;
-      capacityCpu?: string;
-      capacityMemory?: string;
-      demo?: boolean;
-    }) => {
-      const flags = program.opts<GlobalFlags>();
-      const raw: RawOptions = {
-        ...(opts.host ? { host: opts.host } : {}),
-        ...(opts.port ? { port: opts.port } : {}),
-        ...(flags.dataDir ? { dataDir: flags.dataDir } : {}),
-        ...(opts.substrate ? { substrate: opts.substrate } : {}),
-        ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
-        ...(opts.node ? { node: opts.node } : {}),
-        ...(opts.advertiseUrl ? { advertiseUrl: opts.advertiseUrl } : {}),
-        ...(opts.capacityCpu || opts.capacityMemory
-          ? { capacity: { ...(opts.capacityCpu ? { cpu: opts.capacityCpu } : {}), ...(opts.capacityMemory ? { memory: opts.capacityMemory } : {}) } }
-          : {}),
-      };
-      const config = compileConfig({ flags: raw, ...(opts.config ? { configPath: opts.config } : {}) });
-      // Another live process took this node's name over (after a lost session): this one ends, its jobs keep running.
-      const started = startService(config, undefined, { onNodeTaken: () => void started.then((s) => s.stop()).finally(() => process.exit(1)) });
-      // Handled from the start: a SIGTERM while starting still stops cleanly (the node is `left`), never by the signal's default.
-      installSignalHandlers(async () => (await started.catch(() => null))?.stop());
-      const service = await started;
-      if (opts.demo) {
-        const { runDemo } = await import('../demo.ts');
-        await runDemo(service, (line) => process.stdout.write(`${line}\n`));
-      }
-    },
-  );
+registerServeCommand(program);
 
 const tenant = program.command('tenant').description('register and list tenants');
 tenant

@@ -1,4 +1,4 @@
-/** What the runner's parts (scheduler loop, attempt supervisor, teardown) share with its façade. */
+/** What the runner's parts (scheduler loop, attempt supervisor, teardown, tenant registration, node lifecycle, cancellation) share with its façade. */
 import type { MigrationRecord, NodeLease } from '../store/records.ts';
 import type { MigrationPatch, Store, TransitionEvent } from '../store/store.ts';
 import type { Substrate } from '../substrates/substrate.ts';

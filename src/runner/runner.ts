@@ -1,34 +1,35 @@
 /**
  * The runner: turns core decisions into effects. Its façade (this file) files and approves
- * migrations, runs the gate, applies operators' recovery actions, cancels, and closes issues; the
- * scheduler loop starts attempts (scheduler-loop.ts), the attempt supervisor runs them step by step
- * through the substrate and records their outcomes (attempt-supervisor.ts), and teardown removes a
- * closed issue's artifacts (teardown.ts).
+ * migrations, runs the gate, applies operators' recovery actions, and closes issues. The work is
+ * done by its parts: the scheduler loop starts attempts (scheduler-loop.ts), the attempt supervisor
+ * runs them step by step through the substrate and records their outcomes (attempt-supervisor.ts),
+ * a cancel stops a running job first (cancellation.ts), teardown removes a closed issue's artifacts
+ * (teardown.ts), tenant registration checks a tenant's data place and hands its data over
+ * (tenant-registration.ts), the node's lease is node-membership.ts, and its life in the cluster
+ * (re-attach, rejoin after being fenced, notices) is node-lifecycle.ts.
  *
  * Its own lifecycle is explicit: start() re-attaches to attempts that ran while it was away and
  * finishes interrupted teardowns; stop() stops scheduling and watching but never stops a job.
  */
 import { mkdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { describeRejection } from '../core/admission.ts';
 import { FerryError } from '../core/errors.ts';
-import { isTerminal } from '../core/lifecycle.ts';
 import { heldFactsOf, planRecovery } from '../core/recovery.ts';
-import { parseMigrationRequest, parseTenantInput } from '../core/request-schema.ts';
+import { parseMigrationRequest } from '../core/request-schema.ts';
 import { WIPE_STEP } from '../core/steps.ts';
-import { folderDataProblem, volumeDataProblem } from '../core/tenant-data.ts';
 import type { IssueDefaults } from '../core/issue-ref.ts';
 import type { RecoveryAction, Resources, Verdict } from '../core/types.ts';
-import type { MigrationRecord, NodeLease, TenantHome, TenantRecord } from '../store/records.ts';
-import type { Notice } from '../store/notices.ts';
+import type { MigrationRecord, NodeLease, TenantHome } from '../store/records.ts';
 import type { MigrationPatch, Store, TransitionEvent } from '../store/store.ts';
 import type { Substrate } from '../substrates/substrate.ts';
 import { AttemptSupervisor } from './attempt-supervisor.ts';
+import { Cancellation } from './cancellation.ts';
 import { diskFull } from './disk.ts';
-import { RejectedError, tenantError, wrongState } from './errors.ts';
+import { RejectedError, wrongState } from './errors.ts';
 import { runGate, type GateLimits } from './gate.ts';
 import { RunnerMetrics } from './metrics.ts';
+import { NodeLifecycle } from './node-lifecycle.ts';
 import { NodeMembership } from './node-membership.ts';
 import { LateOutcomes } from './late-outcomes.ts';
 import type { LogFn } from '../core/log.ts';
@@ -36,7 +37,7 @@ import { newMigrationIdText } from '../core/migration-id.ts';
 import { SYSTEM, type Actor, type RunnerContext } from './runner-context.ts';
 import { SchedulerLoop } from './scheduler-loop.ts';
 import { Teardown, type IssueClosure } from './teardown.ts';
-import { asTenant } from './tenant-view.ts';
+import { TenantRegistration, type TenantRegistrationResult } from './tenant-registration.ts';
 
 export { RejectedError } from './errors.ts';
 export type { Actor } from './runner-context.ts';
@@ -76,12 +77,13 @@ export class Runner {
   private readonly attempts: AttemptSupervisor;
   private readonly scheduler: SchedulerLoop;
   private readonly teardown: Teardown;
+  private readonly cancellation: Cancellation;
   private readonly membership: NodeMembership;
   private readonly late: LateOutcomes;
+  private readonly tenants: TenantRegistration;
+  private readonly lifecycle: NodeLifecycle;
   private readonly blockedTenants = new Set<string>();
   private readonly adopting = new Set<string>();
-  private rejoining: Promise<void> | null = null;
-  private readonly outboxListeners = new Set<() => void>();
   private stopped = true;
   /** This node's name in the cluster. */
   readonly nodeName: string;
@@ -98,13 +100,13 @@ export class Runner {
       lostAfterMs: opts.node.lostAfterMs,
       log: (...args) => this.log(...args),
       now: this.now,
-      onFenced: () => this.onFenced(),
+      onFenced: () => this.lifecycle.onFenced(),
       onTaken: (err) => {
         this.log('error', err.message);
         if (opts.onNodeTaken) opts.onNodeTaken(err);
         else void this.stop();
       },
-      onNotice: (notice) => this.onNotice(notice),
+      onNotice: (notice) => this.lifecycle.onNotice(notice),
     });
     const ctx: RunnerContext = {
       store: this.store,
@@ -121,14 +123,26 @@ export class Runner {
       nodeName: opts.node.name,
       lease: () => this.lease(),
       canStart: () => this.membership.canStart(),
-      onFenced: () => this.onFenced(),
+      onFenced: () => this.lifecycle.onFenced(),
       blockedTenants: this.blockedTenants,
       adopting: this.adopting,
     };
     this.attempts = new AttemptSupervisor(ctx);
     this.late = new LateOutcomes(ctx, this.blockedTenants);
     this.scheduler = new SchedulerLoop(ctx, this.attempts);
+    this.cancellation = new Cancellation(ctx, this.attempts);
     this.teardown = new Teardown(ctx, this.attempts, (id, actor, reason) => this.cancel(id, actor, reason));
+    this.tenants = new TenantRegistration(ctx, this.adopting, { uidRange: opts.uidRange, tenantHome: () => this.tenantHome });
+    this.lifecycle = new NodeLifecycle(ctx, {
+      membership: this.membership,
+      attempts: this.attempts,
+      scheduler: this.scheduler,
+      late: this.late,
+      teardown: this.teardown,
+      capacity: () => this.capacity,
+      tenantHome: () => this.tenantHome,
+      tickMs: opts.tickMs ?? 1000,
+    });
   }
 
   get issueDefaults(): IssueDefaults | undefined {
@@ -170,8 +184,7 @@ export class Runner {
 
   /** Be told when any node enqueued a tracker comment (the outbox sender wakes). */
   onOutboxNotice(listener: () => void): () => void {
-    this.outboxListeners.add(listener);
-    return () => this.outboxListeners.delete(listener);
+    return this.lifecycle.onOutboxNotice(listener);
   }
 
   /** Whether this node sends the cluster's tracker comments now (one node at a time). */
@@ -201,86 +214,19 @@ export class Runner {
     // Renewing from now on: the start below (hand-overs, re-attach, closures) may take longer than nodeLostAfter.
     this.membership.startRenewing();
     this.stopped = false;
-    // Tenants registered before identities existed get one now, and their data with it.
-    for (const id of await this.store.assignMissingIdentities(this.opts.uidRange, this.now())) {
-      const tenant = await this.store.getTenant(id);
-      const handedOver = tenant && tenant.node === this.nodeName ? await this.substrate.adoptTenantData(asTenant(tenant)) : null;
-      this.log('info', `tenant ${id} has no identity yet: gave it uid ${tenant?.runAs?.uid}${handedOver ? `; ${handedOver}` : ''}`);
-    }
-    await this.reattach();
+    await this.tenants.giveMissingIdentities();
+    await this.lifecycle.reattach();
     this.scheduler.start(this.opts.tickMs ?? 1000);
-  }
-
-  /**
-   * Pick up this node's work after a start or a rejoin: re-attach to the attempts it runs, watch
-   * the jobs of its attempts another node took over, and finish closures.
-   */
-  private async reattach(): Promise<void> {
-    // Re-attach to attempts that ran while we were away first: a teardown a crash interrupted may
-    // have to stop one of them (cancel, with its grace), not find it unwatched and hold it `lost`.
-    for (const r of await this.store.listRunning(this.nodeName)) {
-      const m = await this.store.getMigration(r.id);
-      if (m?.state === 'running') this.attempts.supervise(m, null);
-    }
-    for (const a of await this.store.listTakenOverAttempts(this.nodeName)) await this.late.watch(a);
-    for (const issue of await this.store.issuesPendingTeardown()) await this.teardown.finishClosure(issue, { name: SYSTEM });
-    await this.teardown.sweepOrphans();
   }
 
   /** Stop scheduling and watching. Running jobs keep running; the next start() re-attaches. */
   async stop(): Promise<void> {
     this.stopped = true;
-    await this.rejoining;
+    await this.lifecycle.rejoining;
     await this.scheduler.stop();
     await this.attempts.stop();
     await this.late.stop();
     await this.membership.stop(true);
-  }
-
-  /**
-   * The store refused a write as fenced, or the lease was found taken over: another node held this
-   * node's running migrations `lost`. Stop acting on them (their jobs keep running), register again
-   * with a new epoch, and pick up as after a restart: the jobs of taken-over attempts are watched and
-   * their real outcomes recorded as events; nothing is re-run.
-   */
-  private onFenced(): void {
-    if (this.stopped || this.rejoining) return;
-    this.rejoining = this.rejoin().finally(() => (this.rejoining = null));
-  }
-
-  private async rejoin(): Promise<void> {
-    this.membership.suspend();
-    await this.scheduler.stop();
-    await this.attempts.stop();
-    for (let delay = 500; !this.stopped; delay = Math.min(delay * 2, 5000)) {
-      try {
-        await this.membership.join(this.substrate, this.capacity, this.tenantHome);
-        await this.reattach();
-        this.scheduler.start(this.opts.tickMs ?? 1000);
-        this.log('info', `node ${this.nodeName} joined the cluster again`);
-        return;
-      } catch (err) {
-        if (err instanceof FerryError && err.code === 'FERRY_NODE_TAKEN') {
-          this.log('error', err.message);
-          return;
-        }
-        this.log('warn', `node ${this.nodeName} cannot join the cluster again yet (retrying in ${delay} ms): ${(err as Error).message}`);
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
-  }
-
-  /** A notice from another node (or this one): act on it now rather than at the next pass. */
-  private onNotice(notice: Notice | { readonly t: 'reconnected' }): void {
-    if (this.stopped) return;
-    const close = (issue: string) =>
-      this.teardown.finishClosure(issue, { name: SYSTEM }).catch((err: unknown) => this.log('warn', `closing ${issue}: ${(err as Error).message}`));
-    if (notice.t === 'closed') void close(notice.issue);
-    if (notice.t === 'moved') void this.store.noticeMoved(notice.id, notice.origin).catch(() => undefined);
-    if (notice.t === 'outbox' || notice.t === 'reconnected') for (const listener of this.outboxListeners) listener();
-    // Notices sent while the session was away are lost: look for closures this node has a part in.
-    if (notice.t === 'reconnected') void this.store.issuesPendingTeardown().then((issues) => Promise.all(issues.map(close)));
-    this.poke();
   }
 
   /** Wait for every attempt this runner supervises to end (tests, benchmarks). */
@@ -302,58 +248,8 @@ export class Runner {
    * Register or update a tenant: its data place is checked (see core/tenant-data.ts), its identity
    * given, and its existing data handed over to that identity; the answer says what was handed over.
    */
-  async putTenant(id: string, body: unknown): Promise<{ tenant: TenantRecord; created: boolean; handedOver: string | null }> {
-    const input = parseTenantInput(body);
-    const node = input.node ?? (await this.store.getTenant(id))?.node ?? this.nodeName;
-    // The data lives on the tenant's node: its default place and what it must not overlap are that node's.
-    const home = node === this.nodeName ? this.tenantHome : (await this.store.getNode(node))?.tenantHome;
-    if (!home) {
-      const known = (await this.store.listNodes()).map((n) => n.name).join(', ');
-      throw tenantError('node', `there is no node ${node}; the nodes are: ${known}. A node exists once it has started`);
-    }
-    const folders = home.substrate === 'process';
-    const defaultData = folders && home.tenantsDir ? join(home.tenantsDir, id) : `ferry-tenant-${id}`;
-    const data = input.data ?? defaultData;
-    // Tenants on other nodes are on other hosts: only those on the same node may not overlap.
-    const others = (await this.store.listTenants()).filter((t) => t.id !== id && (t.node ?? node) === node);
-    const context = { tenantId: id, defaultData, ferryPaths: home.ferryPaths, others };
-    const problem = folders ? folderDataProblem(data, context) : volumeDataProblem(data, context);
-    if (problem) throw tenantError('data', problem);
-    if (input.allowRoot && folders) throw tenantError('allowRoot', 'process jobs never run as root; allowRoot is for the container substrate');
-    if (input.placement !== undefined && home.substrate !== 'swarm') {
-      throw tenantError('placement', `placement is for the swarm substrate; node ${node} runs jobs on the ${home.substrate} substrate, on its own host`);
-    }
-    const ownUid = process.getuid?.();
-    if (input.runAs && input.runAs.uid === ownUid) throw tenantError('runAs.uid', `uid ${ownUid} is Ferry's own; give the tenant an identity of its own`);
-    this.adopting.add(id);
-    try {
-      return await this.registerTenant(id, input, node, data);
-    } finally {
-      this.adopting.delete(id);
-    }
-  }
-
-  private async registerTenant(
-    id: string,
-    input: ReturnType<typeof parseTenantInput>,
-    node: string,
-    data: string,
-  ): Promise<{ tenant: TenantRecord; created: boolean; handedOver: string | null }> {
-    const result = await this.store.putTenant(
-      id,
-      { steadyState: input.steadyState, data, runAs: input.runAs ?? null, allowRoot: input.allowRoot ?? false, node, placement: input.placement ?? null },
-      this.opts.uidRange,
-      this.now(),
-    );
-    // The data is on the tenant's node: this node hands it over if it is that node; else that node does, before its first start.
-    let handedOver: string | null = null;
-    if (node === this.nodeName) {
-      handedOver = await this.substrate.adoptTenantData(asTenant(result.tenant));
-      await this.store.markTenantAdopted(id, result.tenant.updatedAt, this.now());
-      if (handedOver) this.log('info', `tenant ${id}: ${handedOver}`);
-    }
-    this.poke();
-    return { tenant: result.tenant, created: result.created, handedOver };
+  putTenant(id: string, body: unknown): Promise<TenantRegistrationResult> {
+    return this.tenants.put(id, body);
   }
 
   // ── filing ───────────────────────────────────────────────────────────────
@@ -471,41 +367,8 @@ export class Runner {
   // ── cancel and closure ───────────────────────────────────────────────────
 
   /** Cancel a non-terminal migration; a running attempt is stopped first. */
-  async cancel(id: string, actor: Actor, reason: string): Promise<MigrationRecord> {
-    for (let tries = 0; ; tries++) {
-      const m = await this.store.requireMigration(id);
-      if (isTerminal(m.state)) throw wrongState(m, 'cancel', 'filed, approved, queued, running or held');
-      if (m.state === 'running') {
-        const active = this.attempts.get(id);
-        const owner = active ? this.nodeName : (await this.store.getAttempt(m.id, m.attempts))?.node;
-        if (owner && owner !== this.nodeName) {
-          throw new FerryError(
-            'FERRY_CONFLICT',
-            `migration ${id} is running on node ${owner}: only that node can stop its job; cancel it through node ${owner}'s API`,
-            { id, node: owner },
-          );
-        }
-        if (!active) {
-          // Between the scheduler's start and its supervision, or just ended: look again shortly.
-          if (tries >= 200) throw new FerryError('FERRY_CONFLICT', `migration ${id} is running but this runner does not supervise it; retry in a moment`);
-          await new Promise((r) => setTimeout(r, 25));
-          continue;
-        }
-        active.cancel ??= { actor: actor.name, reason };
-        if (active.jobRef) await this.substrate.stop(active.jobRef);
-        await active.done;
-        const after = await this.store.requireMigration(id);
-        if (after.state === 'cancelled' || isTerminal(after.state)) return after;
-        continue;
-      }
-      try {
-        return await this.move(m, { actor: actor.name, kind: 'cancel', reason });
-      } catch (err) {
-        // Lost a race with the scheduler (queued → running): look again.
-        if (err instanceof FerryError && err.code === 'FERRY_CONFLICT' && tries < 5) continue;
-        throw err;
-      }
-    }
+  cancel(id: string, actor: Actor, reason: string): Promise<MigrationRecord> {
+    return this.cancellation.cancel(id, actor, reason);
   }
 
   /** Close an issue: cancel what is not final, then deprovision every artifact. Idempotent. */
