@@ -1,6 +1,7 @@
 /**
  * `npm run bench [-- case...]`: runs the benchmark cases (all, or the ones named), printing one
- * JSON line per figure and a table at the end. Cases: lifecycle, scale, log-capture, teardown,
+ * JSON line per figure and a table at the end. Cases: lifecycle, scale, log-capture, log-follow (100
+ * clients following one job's 50 MB log), teardown,
  * container, cluster (1, 2 and 3 nodes over one PostgreSQL on 127.0.0.1:5432), history (an empty
  * store against one with 100,000 finished migrations), swarm (a one-step job on the swarm substrate
  * against a raw `docker service create --mode replicated-job`; scripts/setup-swarm.sh), peers (issue
@@ -14,6 +15,7 @@ import { containerBench } from './container.ts';
 import { historyBench } from './history.ts';
 import { lifecycleBench } from './lifecycle.ts';
 import { logCaptureBench } from './log-capture.ts';
+import { logFollowBench } from './log-follow.ts';
 import { peersBench } from './peers.ts';
 import { scaleBench } from './scale.ts';
 import { swarmBench } from './swarm.ts';
@@ -24,6 +26,7 @@ const CASES: Record<string, (report: Report) => Promise<void>> = {
   lifecycle: lifecycleBench,
   scale: scaleBench,
   'log-capture': logCaptureBench,
+  'log-follow': logFollowBench,
   teardown: teardownBench,
   container: containerBench,
   cluster: clusterBench,

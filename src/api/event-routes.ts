@@ -122,7 +122,7 @@ export function registerEventRoutes(
     if (mine >= limits.perToken) {
       throw new FerryError(
         'FERRY_TOO_MANY_FOLLOWERS',
-        `${principal.name} already has ${mine} event streams open, and a token may have at most ${limits.perToken} (maxFollowers.perToken); close a console tab`,
+        `${principal.name} already has ${mine} event streams open, and a token may have at most ${limits.perToken} (maxFollowersPerToken); close a console tab`,
         {
           limit: limits.perToken,
         },

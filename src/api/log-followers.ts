@@ -1,9 +1,13 @@
 /**
  * Attempt logs served over HTTP. Followers (`?follow=true`) of the same (migration, attempt) share
  * one tail: one open file, one poll of its size and one check of the attempt's end per interval,
- * whatever the number of followers. Each follower pulls from the shared file at its own pace: a
- * slow client holds at most its stream's buffer (64 KiB) in memory, never the log. A follower whose
- * client reads nothing for `stallMs` while there is more to send is ended with a closing line.
+ * whatever the number of followers. Each follower pulls at its own pace: a slow client holds at
+ * most its stream's buffer (64 KiB) in memory, never the log. The file is read in 64 KiB blocks
+ * that followers share (the latest `sharedBlocks` of all logs are kept, 32 MiB by default): a
+ * hundred followers a little apart cost one read per block, not a hundred, and a follower further
+ * behind reads its own. A buffer per follower per block was garbage for V8 to collect, most of the
+ * server's CPU with 100 followers. A follower whose client reads nothing for `stallMs` while there
+ * is more to send is ended with a closing line.
  *
  * Followers are bounded in total and per token; past the bound a follow is refused (429 per token,
  * 503 in total) rather than queued. One-shot reads (no follow) are not followers and are not counted.
@@ -31,6 +35,8 @@ export interface LogFollowersOptions {
   readonly pollMs?: number;
   /** How long a follower may read nothing while there is more to send before it is ended. Default 120 s. */
   readonly stallMs?: number;
+  /** Blocks of 64 KiB kept for followers to share, all logs together. Default 512 (32 MiB). */
+  readonly sharedBlocks?: number;
 }
 
 export interface LogSource {
@@ -45,13 +51,22 @@ export interface LogSource {
 
 const CHUNK = 64 * 1024;
 
+/** One CHUNK-aligned read of a log: `bytes` is null while it is in flight. */
+interface Block {
+  bytes: number | null;
+  data: Promise<Buffer>;
+}
+
 export class LogFollowers {
   private readonly tails = new Map<string, SharedTail>();
   private readonly perToken = new Map<string, number>();
+  private readonly blocks: SharedBlocks;
   private total = 0;
   private closed = false;
 
-  constructor(private readonly opts: LogFollowersOptions) {}
+  constructor(private readonly opts: LogFollowersOptions) {
+    this.blocks = new SharedBlocks(opts.sharedBlocks ?? 512);
+  }
 
   /** Followers now, all tokens together (for tests and metrics). */
   get count(): number {
@@ -63,6 +78,16 @@ export class LogFollowers {
     return this.tails.size;
   }
 
+  /** Reads of log files for followers so far (for tests and metrics). */
+  get blockReads(): number {
+    return this.blocks.reads;
+  }
+
+  /** Blocks kept now for followers to share, at most `sharedBlocks`. */
+  get keptBlocks(): number {
+    return this.blocks.kept.size;
+  }
+
   /** Follow a log until its attempt ends. Throws FERRY_TOO_MANY_FOLLOWERS (429) or FERRY_BUSY (503). */
   follow(source: LogSource, token: string): Readable {
     if (this.closed) throw new FerryError('FERRY_BUSY', 'the server is stopping; follow the log again once it is back');
@@ -70,7 +95,7 @@ export class LogFollowers {
     if (mine >= this.opts.limits.perToken) {
       throw new FerryError(
         'FERRY_TOO_MANY_FOLLOWERS',
-        `${token} already follows ${mine} logs, and a token may follow at most ${this.opts.limits.perToken} together (maxFollowers.perToken); stop one of them, or read the log without follow`,
+        `${token} already follows ${mine} logs, and a token may follow at most ${this.opts.limits.perToken} together (maxFollowersPerToken); stop one of them, or read the log without follow`,
         { limit: this.opts.limits.perToken },
       );
     }
@@ -91,6 +116,7 @@ export class LogFollowers {
         () => this.opts.attemptEnded(source.migrationId, source.attempt),
         this.opts.pollMs ?? 200,
         () => this.tails.delete(key),
+        this.blocks,
       );
       this.tails.set(key, tail);
     }
@@ -113,7 +139,7 @@ export class LogFollowers {
 
   /** The log as it is now, masked; not a follower. */
   readOnce(source: LogSource): Readable {
-    const tail = new SharedTail(source.path, null, 0, () => undefined);
+    const tail = new SharedTail(source.path, null, 0, () => undefined, new SharedBlocks(0));
     return new TailReader(tail, new SecretMasker(source.secrets), 0, source.from ?? 0);
   }
 
@@ -124,6 +150,32 @@ export class LogFollowers {
   }
 }
 
+/** The latest blocks read, of every followed log, in the order read; the oldest go past `limit`. */
+class SharedBlocks {
+  reads = 0;
+  readonly kept = new Map<string, Block>();
+
+  constructor(private readonly limit: number) {}
+
+  keep(key: string, block: Block): void {
+    this.kept.delete(key);
+    if (this.limit <= 0) return;
+    this.kept.set(key, block);
+    if (this.kept.size > this.limit) this.kept.delete(this.kept.keys().next().value as string);
+  }
+
+  /** Drop `key` if it is still `block`. */
+  forget(key: string, block: Block): void {
+    if (this.kept.get(key) === block) this.kept.delete(key);
+  }
+
+  forgetAll(prefix: string): void {
+    for (const key of this.kept.keys()) if (key.startsWith(prefix)) this.kept.delete(key);
+  }
+}
+
+let tailSerial = 0;
+
 /**
  * One log file and what is known of it: its size as of the last poll and whether the attempt has
  * ended. Readers wait on it; the poll runs while any reader waits.
@@ -133,6 +185,8 @@ class SharedTail {
   ended: boolean;
   private fh: Promise<FileHandle> | null = null;
   private readonly readers = new Set<TailReader>();
+  /** This tail's prefix of the keys of its blocks. */
+  private readonly id = `${++tailSerial}:`;
   private readonly waiting = new Set<() => void>();
   private timer: NodeJS.Timeout | null = null;
   private polling = false;
@@ -144,6 +198,7 @@ class SharedTail {
     private readonly attemptEnded: (() => Promise<boolean>) | null,
     private readonly pollMs: number,
     private readonly onEmpty: () => void,
+    private readonly blocks: SharedBlocks,
   ) {
     this.ended = attemptEnded === null;
     this.first = this.poll();
@@ -159,6 +214,7 @@ class SharedTail {
     this.timer = null;
     this.ended = true;
     this.onEmpty();
+    this.blocks.forgetAll(this.id);
     const fh = this.fh;
     this.fh = null;
     void fh?.then((h) => h.close()).catch(() => undefined);
@@ -183,7 +239,40 @@ class SharedTail {
     });
   }
 
+  /**
+   * Up to `length` bytes of the log at `position` (fewer at a block's end or the file's), from the
+   * CHUNK-aligned block that holds it: followers at the same place share one read.
+   */
   async read(position: number, length: number): Promise<Buffer> {
+    const start = position - (position % CHUNK);
+    const want = Math.min(CHUNK, position - start + length);
+    let block = this.blocks.kept.get(this.id + start);
+    if (!block || (block.bytes !== null && block.bytes < want)) block = this.readBlock(start, want);
+    let buf = await block.data;
+    // Too short for `position` (a read begun before the log reached it, or a file that shrank): read
+    // once more, since an empty piece ends a follower whose attempt has ended.
+    if (buf.length <= position - start) buf = await this.readBlock(start, want).data;
+    const piece = buf.subarray(position - start, Math.min(buf.length, position - start + length));
+    // A small piece of a large block would keep the whole block alive in a slow follower's buffer.
+    return piece.length * 2 < buf.length ? Buffer.from(piece) : piece;
+  }
+
+  private readBlock(start: number, want: number): Block {
+    const key = this.id + start;
+    // As much of the block as is known to exist: a block read while the log was shorter is read
+    // again when a follower needs more of it.
+    const block: Block = { bytes: null, data: this.readAt(start, Math.max(want, Math.min(CHUNK, this.size - start))) };
+    // A failed read is not kept: the next follower to need the block tries again.
+    void block.data.then(
+      (buf) => (block.bytes = buf.length),
+      () => this.blocks.forget(key, block),
+    );
+    this.blocks.reads++;
+    this.blocks.keep(key, block);
+    return block;
+  }
+
+  private async readAt(position: number, length: number): Promise<Buffer> {
     this.fh ??= open(this.path, 'r');
     const fh = await this.fh;
     const buf = Buffer.allocUnsafe(length);

@@ -13,7 +13,7 @@ export const ERRORS = {
   FERRY_URI_TOO_LONG: 414,
   /** The request headers are larger than the server accepts. */
   FERRY_HEADERS_TOO_LARGE: 431,
-  /** This token already follows as many logs as it may (maxFollowers.perToken). */
+  /** This token already follows as many logs as it may (maxFollowersPerToken). */
   FERRY_TOO_MANY_FOLLOWERS: 429,
   FERRY_INVALID_REQUEST: 422,
   FERRY_INVALID_QUANTITY: 422,

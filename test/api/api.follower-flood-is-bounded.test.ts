@@ -1,5 +1,5 @@
 /**
- * A flood of log followers (`?follow=true`) is bounded: one token gets at most maxFollowers.perToken
+ * A flood of log followers (`?follow=true`) is bounded: one token gets at most maxFollowersPerToken
  * (default 20; then 429 FERRY_TOO_MANY_FOLLOWERS), all tokens together maxFollowers (default 200;
  * then 503 FERRY_BUSY), each a problem with a sentence. All followers of one attempt share one tail.
  * Meanwhile /healthz answers and the running migration succeeds; every follower reads its whole log.
