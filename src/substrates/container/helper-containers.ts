@@ -9,7 +9,9 @@ import { FerryError } from '../../core/errors.ts';
 import type { Tenant } from '../../core/types.ts';
 import { ROLE, safeName } from './container-labels.ts';
 import type { Labels } from './container-labels.ts';
+import { inspectOrNull } from './container-engine.ts';
 import type { ContainerEngine } from './container-engine.ts';
+import { untilEnded } from './container-exit.ts';
 import { isNotFound } from './engine-errors.ts';
 import { checkedIdentity, NO_NEW_PRIVILEGES } from './job-container-spec.ts';
 import { FrameDemuxer } from './job-log.ts';
@@ -104,11 +106,13 @@ async function runHelper(
   });
   try {
     await container.start();
-    const { StatusCode } = (await container.wait()) as { StatusCode: number };
-    if (StatusCode !== 0) {
+    const ended = (await untilEnded(container, new AbortController().signal)) ? await inspectOrNull(container) : null;
+    if (!ended) throw new FerryError('FERRY_INTERNAL', `${h.what} failed: helper container ${h.name} was removed while it ran`);
+    const status = ended.State.ExitCode;
+    if (status !== 0) {
       const output = await container.logs({ stdout: true, stderr: true, follow: false, tail: 20 });
       const text = demuxAll(output).trim().slice(-2000);
-      throw new FerryError('FERRY_INTERNAL', `${h.what} failed: helper container exited with status ${StatusCode}: ${text || '(no output)'}`);
+      throw new FerryError('FERRY_INTERNAL', `${h.what} failed: helper container exited with status ${status}: ${text || '(no output)'}`);
     }
   } finally {
     await container.remove({ force: true, v: true }).catch((err: unknown) => {

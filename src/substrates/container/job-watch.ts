@@ -12,13 +12,14 @@ import { LABEL_LOG_LIMIT, LABEL_LOG_PATH, LABEL_LOG_START, LABEL_TIMEOUT_MS, ROL
 import type { Labels } from './container-labels.ts';
 import { inspectOrNull } from './container-engine.ts';
 import type { ContainerEngine } from './container-engine.ts';
+import { endedOnItsOwn, untilEnded } from './container-exit.ts';
 import { stepResultOf } from './container-result.ts';
 import { isNotFound } from './engine-errors.ts';
 import { FrameDemuxer, JobLog } from './job-log.ts';
 import type { JobLogBound } from './job-log.ts';
 import { stopFor } from './job-stop.ts';
 
-/** Grace for the log stream to drain after the container has exited. */
+/** Grace for the log stream to drain after the container was removed while it ran. */
 const LOG_DRAIN_MS = 2000;
 
 /**
@@ -52,24 +53,25 @@ export async function watchJob(engine: ContainerEngine, watches: Set<AbortContro
   let deadline: NodeJS.Timeout | undefined;
   let output: { done: Promise<void>; cancel: () => void } | undefined;
   try {
-    if (first.State.Running && timeoutMs !== null) {
-      // Measured from the engine's start time, so a re-attach after a restart keeps the same deadline.
-      const left = parseEngineTime(first.State.StartedAt) + timeoutMs - Date.now();
-      deadline = setTimeout(() => void stopFor(engine, ref, 'deadline').catch(() => undefined), Math.max(0, left));
-    }
-    const waited = container.wait().then(
-      () => 'exited' as const,
-      (err: unknown) => (isNotFound(err) ? ('gone' as const) : Promise.reject(err)),
-    );
-    output = follow(container, log, abort.signal);
-    const end = await abortable(waited, abort.signal, ref);
-    // Follow streams end on exit; wait a little for the last frames, never forever.
-    await Promise.race([output.done, sleep(LOG_DRAIN_MS)]);
-    output.cancel();
-    if (end === 'gone') {
-      // Its output is gone with it: no replay will ever complete the log, so end it with what came.
-      log.close();
-      return lost(ref, 'was removed while it ran');
+    // A short job has often ended by the time it is watched (a start takes Podman 70–140 ms):
+    // then the replay below is the whole watch, with no follow and no wait.
+    if (!endedOnItsOwn(first)) {
+      if (first.State.Running && timeoutMs !== null) {
+        // Measured from the engine's start time, so a re-attach after a restart keeps the same deadline.
+        const left = parseEngineTime(first.State.StartedAt) + timeoutMs - Date.now();
+        deadline = setTimeout(() => void stopFor(engine, ref, 'deadline').catch(() => undefined), Math.max(0, left));
+      }
+      output = follow(container, log, abort.signal);
+      if (!(await abortable(untilEnded(container, abort.signal), abort.signal, ref))) {
+        // Its output is gone with it: no replay will ever complete the log, so end it with what came.
+        await Promise.race([output.done, sleep(LOG_DRAIN_MS)]);
+        output.cancel();
+        log.close();
+        return lost(ref, 'was removed while it ran');
+      }
+      // Not waited for: Podman ends a follow stream on its own 250 ms poll, and the replay below
+      // delivers whatever it did not.
+      output.cancel();
     }
     // Podman's follow stream can end before it delivered a quickly exiting job's last lines (seen
     // under load: a checkpoint printed just before exit was missing). So the finished job's whole
