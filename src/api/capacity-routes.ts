@@ -8,11 +8,14 @@
 import type { FastifyInstance } from 'fastify';
 import type { Runner } from '../runner/runner.ts';
 import { inScope } from './auth.ts';
+import { NO_QUERY, queryParams } from './request-params.ts';
 import type { RouteAccess } from './route-access.ts';
 
 export function registerCapacityRoutes(app: FastifyInstance, runner: Runner, access: RouteAccess): void {
   const { auth, principalOf } = access;
   app.get('/v1/capacity', { onRequest: auth('filer') }, async (request) => {
+    // Takes no query: an unknown field is an error, as everywhere.
+    queryParams(NO_QUERY, request.query);
     const principal = principalOf(request);
     const [here, all] = await Promise.all([runner.store.listRunning(runner.nodeName), runner.store.listMigrations({ state: ['running'] })]);
     const onThisNode = new Set(here.map((r) => r.id));

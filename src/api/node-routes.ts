@@ -13,6 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Resources } from '../core/types.ts';
 import type { Runner } from '../runner/runner.ts';
 import type { NodeRecord } from '../store/records.ts';
+import { NO_QUERY, queryParams } from './request-params.ts';
 import type { RouteAccess } from './route-access.ts';
 
 export interface NodeView {
@@ -35,6 +36,8 @@ export function registerNodeRoutes(app: FastifyInstance, runner: Runner, access:
   const store = runner.store;
 
   app.get('/v1/nodes', { onRequest: auth('filer') }, async (request) => {
+    // Takes no query: an unknown field is an error, as everywhere.
+    queryParams(NO_QUERY, request.query);
     const principal = principalOf(request);
     const [nodes, running, visible] = await Promise.all([
       store.listNodes(),

@@ -3,7 +3,7 @@
  * bad one is a 400 (a bad document is a 422), except a migration id of the wrong shape: that names
  * no migration, so it is a 404 like an unknown one.
  */
-import type { z } from 'zod';
+import { z } from 'zod';
 import { FerryError } from '../core/errors.ts';
 import { normaliseIssueRef, type IssueDefaults } from '../core/issue-ref.ts';
 import { MIGRATION_ID_EXAMPLE, MIGRATION_ID_PATTERN } from '../core/migration-id.ts';
@@ -13,6 +13,9 @@ import { TENANT_ID, validate } from '../core/request-schema.ts';
 export const MAX_PARAM_LENGTH = 1024;
 
 /** A query string checked against `schema`; a bad one is a 400. */
+/** The query of a route that takes none. */
+export const NO_QUERY = z.strictObject({});
+
 export function queryParams<T>(schema: z.ZodType<T>, query: unknown): T {
   try {
     return validate(schema, query ?? {}, 'query');

@@ -297,11 +297,12 @@ void describe('bad input gets a 4xx and changes nothing', () => {
     assert.match(body.detail as string, /colour/);
   });
 
-  void test('an unknown query parameter on GET /v1/migrations is refused with a 4xx naming it', async () => {
-    const res = await ferry.api('GET', '/v1/migrations?colour=red');
-    assert.ok(res.status === 400 || res.status === 422, `got ${res.status}`);
-    const body = assertProblem(res, res.status);
-    assert.match(body.detail as string, /colour/);
+  void test('routes that take no query refuse one: GET /v1/nodes and /v1/capacity', async () => {
+    for (const path of ['/v1/nodes', '/v1/capacity']) {
+      const body = assertProblem(await ferry.api('GET', `${path}?colour=red`), 400, 'FERRY_BAD_REQUEST');
+      assert.match(body.detail as string, /colour/);
+      assert.equal((await ferry.api('GET', path)).status, 200);
+    }
   });
 
   void test('an unknown state filter is 400 naming the states', async () => {
