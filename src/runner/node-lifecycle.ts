@@ -110,7 +110,8 @@ export class NodeLifecycle {
     const { store, log } = this.ctx;
     const close = (issue: string) =>
       this.parts.teardown.finishClosure(issue, { name: SYSTEM }).catch((err: unknown) => log('warn', `closing ${issue}: ${(err as Error).message}`));
-    if (notice.t === 'closed') void close(notice.issue);
+    // The node that closed the issue runs the closure itself, and answers with what it cancelled.
+    if (notice.t === 'closed' && !store.isOwnNotice(notice.origin)) void close(notice.issue);
     if (notice.t === 'moved') void store.noticeMoved(notice.id, notice.origin).catch(() => undefined);
     if (notice.t === 'outbox' || notice.t === 'reconnected') for (const listener of this.outboxListeners) listener();
     // Notices sent while the session was away are lost: look for closures this node has a part in.

@@ -10,9 +10,13 @@ export class IssueRecords {
   private readonly db: Kysely<Database>;
   private readonly dialect: SqlDialect;
 
-  constructor(db: Kysely<Database>, dialect: SqlDialect) {
+  /** This store's notice origin (MigrationTransitions.origin), so the closing node can tell its own notice. */
+  private readonly origin: string;
+
+  constructor(db: Kysely<Database>, dialect: SqlDialect, origin: string) {
     this.db = db;
     this.dialect = dialect;
+    this.origin = origin;
   }
 
   async get(ref: string): Promise<IssueRecord | null> {
@@ -24,7 +28,7 @@ export class IssueRecords {
   async markClosed(ref: string, actor: string, now: Date): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
       // Every node removes its own artifacts of a closed issue: tell them (again, on a repeated close).
-      await notifyIn(trx, this.dialect, { t: 'closed', issue: ref });
+      await notifyIn(trx, this.dialect, { t: 'closed', issue: ref, origin: this.origin });
       const row = await trx.selectFrom('issues').selectAll().where('ref', '=', ref).executeTakeFirst();
       if (row?.closed_at) return false;
       // Upsert: a webhook and an API call closing the same issue at once must not collide.

@@ -14,7 +14,8 @@ export const NOTICE_CHANNEL = 'ferry';
 export type Notice =
   /** A migration moved (its new state); `origin` is the store that moved it, so a node can tell its own moves from the others'. */
   | { readonly t: 'moved'; readonly id: string; readonly tenant: string; readonly state: string; readonly origin: string }
-  | { readonly t: 'closed'; readonly issue: string }
+  /** An issue closed; `origin` is the store that closed it: that node runs the closure itself. */
+  | { readonly t: 'closed'; readonly issue: string; readonly origin?: string }
   | { readonly t: 'tenant'; readonly id: string; readonly node: string | null }
   | { readonly t: 'lost'; readonly node: string }
   /** A comment was enqueued: the cluster's outbox sender (maybe another node) sends it now. */

@@ -85,9 +85,9 @@ export class Store {
     this.postgres = postgres;
     this.threads = new ThreadRecords(db, dialect);
     this.tenants = new TenantRecords(db, dialect);
-    this.issues = new IssueRecords(db, dialect);
     this.migrations = new MigrationRecords(db);
     this.moves = new MigrationTransitions(db, dialect);
+    this.issues = new IssueRecords(db, dialect, this.moves.origin);
     this.attempts = new AttemptRecords(db, dialect);
     this.events = new EventRecords(db);
     this.artifacts = new ArtifactRecords(db);
@@ -103,6 +103,11 @@ export class Store {
   /** Listen to transitions other nodes committed (PostgreSQL; announced through their notices). */
   onRemoteTransition(listener: (m: MigrationRecord) => void): () => void {
     return this.moves.onRemoteTransition(listener);
+  }
+
+  /** Whether a notice came from this store (this node) itself. */
+  isOwnNotice(origin: string | undefined): boolean {
+    return origin === this.moves.origin;
   }
 
   /** A notice said a migration moved: when another store (node) moved it, tell the remote listeners. */
