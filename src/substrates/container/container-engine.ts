@@ -22,3 +22,9 @@ export async function inspectOrNull(container: Docker.Container): Promise<Docker
     throw err;
   }
 }
+
+/** Engines report nanoseconds (`...32.052591482Z`); Date.parse wants at most milliseconds. Unreadable: now. */
+export function parseEngineTime(value: string | undefined): number {
+  const ms = Date.parse((value ?? '').replace(/(\.\d{3})\d+/, '$1'));
+  return Number.isNaN(ms) ? Date.now() : ms;
+}

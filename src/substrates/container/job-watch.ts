@@ -10,7 +10,7 @@ import { FerryError } from '../../core/errors.ts';
 import type { StepResult } from '../substrate.ts';
 import { LABEL_LOG_LIMIT, LABEL_LOG_PATH, LABEL_LOG_START, LABEL_TIMEOUT_MS, ROLE } from './container-labels.ts';
 import type { Labels } from './container-labels.ts';
-import { inspectOrNull } from './container-engine.ts';
+import { inspectOrNull, parseEngineTime } from './container-engine.ts';
 import type { ContainerEngine } from './container-engine.ts';
 import { endedOnItsOwn, untilEnded } from './container-exit.ts';
 import { stepResultOf } from './container-result.ts';
@@ -183,6 +183,15 @@ export async function replayLogs(open: () => Promise<NodeJS.ReadableStream>, mak
 }
 
 function follow(container: Docker.Container, log: JobLog, signal: AbortSignal): { done: Promise<void>; cancel: () => void } {
+  return followLogs(() => container.logs({ follow: true, stdout: true, stderr: true }), log, signal);
+}
+
+/**
+ * Follow a running job's multiplexed output (`open`; a 404 means there is none) into `log` until
+ * the stream ends, `cancel()` or an abort of `signal`. A broken stream does not decide the step's
+ * result: the engine's status does. Shared with the swarm substrate.
+ */
+export function followLogs(open: () => Promise<NodeJS.ReadableStream>, log: JobLog, signal: AbortSignal): { done: Promise<void>; cancel: () => void } {
   let stream: NodeJS.ReadableStream | null = null;
   let cancelled = false;
   const cancel = (): void => {
@@ -192,7 +201,7 @@ function follow(container: Docker.Container, log: JobLog, signal: AbortSignal): 
   signal.addEventListener('abort', cancel, { once: true });
   const done = (async (): Promise<void> => {
     try {
-      stream = await container.logs({ follow: true, stdout: true, stderr: true });
+      stream = await open();
     } catch (err) {
       if (isNotFound(err)) return;
       throw err;
@@ -203,7 +212,6 @@ function follow(container: Docker.Container, log: JobLog, signal: AbortSignal): 
       stream?.on('data', (chunk: Buffer) => demux.push(chunk));
       stream?.on('end', resolve);
       stream?.on('close', resolve);
-      // A broken log stream does not decide the step's result; the exit status does.
       stream?.on('error', () => resolve());
     });
   })();
@@ -212,12 +220,6 @@ function follow(container: Docker.Container, log: JobLog, signal: AbortSignal): 
 
 function lost(ref: string, why: string): StepResult {
   return { exitCode: null, signal: null, cause: 'lost', detail: `job container ${ref} ${why}; its result is unknown` };
-}
-
-/** Engines report nanoseconds (`...32.052591482Z`); Date.parse wants at most milliseconds. */
-function parseEngineTime(value: string): number {
-  const ms = Date.parse(value.replace(/(\.\d{3})\d+/, '$1'));
-  return Number.isNaN(ms) ? Date.now() : ms;
 }
 
 /** What a pending watch rejects with on close() (Substrate.close): FERRY_INTERNAL, "substrate closed". */

@@ -23,10 +23,11 @@ import { FerryError } from '../../core/errors.ts';
 import type { StepResult } from '../substrate.ts';
 import { LABEL_LOG_LIMIT, LABEL_LOG_PATH, LABEL_LOG_START, LABEL_TIMEOUT_MS, ROLE } from '../container/container-labels.ts';
 import { stepResultOf } from '../container/container-result.ts';
-import { FrameDemuxer, JobLog } from '../container/job-log.ts';
-import { replayLogs } from '../container/job-watch.ts';
+import { JobLog } from '../container/job-log.ts';
+import { followLogs, replayLogs } from '../container/job-watch.ts';
 import type { JobLogBound } from '../container/job-log.ts';
-import { FINAL_TASK_STATES, nodeOrNull, parseEngineTime, serviceInfo, tasksOf } from './swarm-engine.ts';
+import { parseEngineTime } from '../container/container-engine.ts';
+import { FINAL_TASK_STATES, nodeOrNull, serviceInfo, tasksOf } from './swarm-engine.ts';
 import type { SwarmEngine, SwarmTask } from './swarm-engine.ts';
 import { stopServiceFor } from './service-stop.ts';
 import { containerOomKilled } from './node-volumes.ts';
@@ -168,26 +169,7 @@ async function replay(
 }
 
 function follow(docker: Docker, serviceId: string, log: JobLog, signal: AbortSignal): { done: Promise<void>; cancel: () => void } {
-  let stream: NodeJS.ReadableStream | null = null;
-  let cancelled = false;
-  const cancel = (): void => {
-    cancelled = true;
-    (stream as { destroy?: () => void } | null)?.destroy?.();
-  };
-  signal.addEventListener('abort', cancel, { once: true });
-  const done = (async (): Promise<void> => {
-    stream = await logsStream(docker, serviceId, true);
-    if (cancelled) return cancel();
-    const demux = new FrameDemuxer((s, data) => log.push(s, data));
-    await new Promise<void>((resolve) => {
-      stream?.on('data', (chunk: Buffer) => demux.push(chunk));
-      stream?.on('end', resolve);
-      stream?.on('close', resolve);
-      // A broken log stream does not decide the step's result; the task's state does.
-      stream?.on('error', () => resolve());
-    });
-  })();
-  return { done: done.catch(() => undefined), cancel };
+  return followLogs(() => logsStream(docker, serviceId, true), log, signal);
 }
 
 function closedError(ref: string): FerryError {

@@ -135,9 +135,3 @@ export async function listNodes(docker: Docker): Promise<NodeDescription[]> {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
-
-/** Engines report nanoseconds (`...32.052591482Z`); Date.parse wants at most milliseconds. */
-export function parseEngineTime(value: string | undefined): number {
-  const ms = Date.parse((value ?? '').replace(/(\.\d{3})\d+/, '$1'));
-  return Number.isNaN(ms) ? Date.now() : ms;
-}
