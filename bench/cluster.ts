@@ -25,14 +25,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { call, listAllMigrations, tempDir, waitFor } from '../test/support/harness.ts';
 import { POSTGRES_ADDRESS, postgresUnreachable, postgresUrl } from '../test/support/postgres.ts';
 import { baseline } from './lifecycle.ts';
-import { BIG_CAPACITY } from './server.ts';
-import { median, percentile, pool, procSample, processesMatching, sleep, wallMs, type Report } from './support.ts';
+import { BIG_CAPACITY, stopNodes } from './server.ts';
+import { median, percentile, pool, procSample, sleep, wallMs, type Report } from './support.ts';
 
 const C = 'cluster';
 const NODE_COUNTS = [1, 2, 3];
@@ -382,36 +382,6 @@ async function startNode(name: string, databaseUrl: string, token: string | null
   } catch (err) {
     await stopNodes([node('', '')]);
     throw new Error(`ferry serve --node ${name}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-/** SIGTERM every node (SIGKILL after 15 s), stop what is left of their jobs, remove their data folders. */
-async function stopNodes(nodes: readonly ClusterNode[]): Promise<void> {
-  await Promise.all(
-    nodes.map(async (x) => {
-      if (x.child.exitCode !== null || x.child.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => x.child.once('exit', () => resolve()));
-      x.child.kill('SIGTERM');
-      const timer = setTimeout(() => x.child.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(timer);
-    }),
-  );
-  for (const x of nodes) {
-    // Jobs outlive their node by design; a benchmark must not leave any behind (as bench/server.ts).
-    for (let i = 0; i < 100; i++) {
-      const left = processesMatching(join(x.dataDir, 'jobs'));
-      if (left.length === 0) break;
-      for (const p of left) {
-        try {
-          process.kill(p, i < 60 ? 'SIGUSR1' : 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
-      await sleep(100);
-    }
-    rmSync(x.dataDir, { recursive: true, force: true });
   }
 }
 

@@ -9,12 +9,12 @@
  * serialises two migrations; the paced phase reuses them (their first migrations have succeeded).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { call, listAllMigrations, tempDir, waitFor } from '../test/support/harness.ts';
-import { BIG_CAPACITY } from './server.ts';
+import { BIG_CAPACITY, stopNodes } from './server.ts';
 import { backendsCpu, backendsCpuBetween, childrenNamed, createDatabase, paced, procCpu, requireStamp } from './peers-support.ts';
-import { percentile, pool, processesMatching, sleep, wallMs } from './support.ts';
+import { percentile, pool, sleep, wallMs } from './support.ts';
 
 const BIN = new URL('../bin/ferry.js', import.meta.url).pathname;
 const STAMP = 'date +%s%N > "$FERRY_SCRATCH/started"';
@@ -136,7 +136,7 @@ export async function ferryRun(o: FerryRunOptions): Promise<FerryRun> {
     const tails = nodes.map((x) => `--- ${x.name} (${x.url}): first warnings and errors, last lines ---\n${x.output()}`).join('\n');
     throw new Error(`${label}: ${(err as Error).message}\n${tails}`, { cause: err });
   } finally {
-    await stopFerryNodes(nodes);
+    await stopNodes(nodes);
     await db?.drop();
   }
 }
@@ -302,37 +302,7 @@ export async function startFerryNode(name: string | null, databaseUrl: string | 
     await waitFor(`node ${label} to answer healthz`, async () => (await call(url, null, 'GET', '/healthz')).status === 200);
     return node(url, adminToken);
   } catch (err) {
-    await stopFerryNodes([node('', '')]);
+    await stopNodes([node('', '')]);
     throw new Error(`ferry serve ${label}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-/** SIGTERM every node (SIGKILL after 15 s), stop what is left of their jobs, remove their data folders. */
-export async function stopFerryNodes(nodes: readonly FerryNode[]): Promise<void> {
-  await Promise.all(
-    nodes.map(async (x) => {
-      if (x.child.exitCode !== null || x.child.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => x.child.once('exit', () => resolve()));
-      x.child.kill('SIGTERM');
-      const timer = setTimeout(() => x.child.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(timer);
-    }),
-  );
-  for (const x of nodes) {
-    // Jobs outlive their node by design; a benchmark must not leave any behind (as bench/server.ts).
-    for (let i = 0; i < 100; i++) {
-      const left = processesMatching(join(x.dataDir, 'jobs'));
-      if (left.length === 0) break;
-      for (const p of left) {
-        try {
-          process.kill(p, i < 60 ? 'SIGUSR1' : 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
-      await sleep(100);
-    }
-    rmSync(x.dataDir, { recursive: true, force: true });
   }
 }

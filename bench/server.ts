@@ -1,4 +1,5 @@
 /** A Ferry server for a benchmark: `ferry serve` as a child process in a fresh data folder. */
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../test/support/harness.ts';
@@ -59,4 +60,34 @@ export async function startBenchServer(
       if (existsSync(dataDir)) rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** `ferry serve` processes started by a case (cluster, peers): SIGTERM every node (SIGKILL after 15 s), stop what is left of their jobs, remove their data folders. */
+export async function stopNodes(nodes: readonly { readonly child: ChildProcess; readonly dataDir: string }[]): Promise<void> {
+  await Promise.all(
+    nodes.map(async (x) => {
+      if (x.child.exitCode !== null || x.child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => x.child.once('exit', () => resolve()));
+      x.child.kill('SIGTERM');
+      const timer = setTimeout(() => x.child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+    }),
+  );
+  for (const x of nodes) {
+    // Jobs outlive their node by design; a benchmark must not leave any behind (as bench/server.ts).
+    for (let i = 0; i < 100; i++) {
+      const left = processesMatching(join(x.dataDir, 'jobs'));
+      if (left.length === 0) break;
+      for (const p of left) {
+        try {
+          process.kill(p, i < 60 ? 'SIGUSR1' : 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      await sleep(100);
+    }
+    rmSync(x.dataDir, { recursive: true, force: true });
+  }
 }
