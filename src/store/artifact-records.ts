@@ -4,6 +4,7 @@
  * Reached through the Store.
  */
 import type { Kysely } from 'kysely';
+import type { SqlDialect } from './dialect.ts';
 import type { ArtifactRecord, ArtifactState } from './records.ts';
 import { artifactRecord, patchColumns, type MigrationPatch } from './row-records.ts';
 import type { Database, Db } from './schema.ts';
@@ -29,9 +30,11 @@ export interface ArtifactFilter {
 
 export class ArtifactRecords {
   private readonly db: Kysely<Database>;
+  private readonly dialect: SqlDialect;
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, dialect: SqlDialect) {
     this.db = db;
+    this.dialect = dialect;
   }
 
   async mark(id: number, state: Exclude<ArtifactState, 'intended'>, now: Date): Promise<void> {
@@ -47,14 +50,20 @@ export class ArtifactRecords {
   async markCreated(ids: readonly number[], now: Date, migration?: { id: string; patch: MigrationPatch }): Promise<void> {
     if (ids.length === 0 && !migration) return;
     const at = now.toISOString();
+    const created = (db: Db) =>
+      db
+        .updateTable('artifacts')
+        .set({ state: 'created', created_at: at })
+        .where('id', 'in', [...ids])
+        .where('state', '=', 'intended')
+        .execute();
+    // One statement needs no transaction of its own on PostgreSQL (on SQLite a transaction joins the group commit).
+    if (!migration && this.dialect === 'postgres') {
+      await created(this.db);
+      return;
+    }
     await this.db.transaction().execute(async (trx) => {
-      if (ids.length)
-        await trx
-          .updateTable('artifacts')
-          .set({ state: 'created', created_at: at })
-          .where('id', 'in', [...ids])
-          .where('state', '=', 'intended')
-          .execute();
+      if (ids.length) await created(trx);
       if (migration)
         await trx
           .updateTable('migrations')
@@ -78,21 +87,45 @@ export class ArtifactRecords {
 
 /** Record an artifact's intent; idempotent per (kind, ref): the existing record is returned. */
 export async function recordArtifactIn(db: Db, a: ArtifactIntent, now: Date): Promise<ArtifactRecord> {
-  const existing = await db.selectFrom('artifacts').selectAll().where('kind', '=', a.kind).where('ref', '=', a.ref).executeTakeFirst();
-  if (existing) return artifactRecord(existing);
-  await db
+  return (await recordArtifactsIn(db, [a], now))[0]!;
+}
+
+/**
+ * Record the intents of several artifacts in one statement, each idempotent per (kind, ref): an
+ * existing record is returned as it is (read only when there is one). In the order given.
+ */
+export async function recordArtifactsIn(db: Db, intents: readonly ArtifactIntent[], now: Date): Promise<ArtifactRecord[]> {
+  if (intents.length === 0) return [];
+  const key = (a: { kind: string; ref: string }) => `${a.kind}\u0000${a.ref}`;
+  const unique = [...new Map(intents.map((a) => [key(a), a])).values()];
+  const recordedAt = now.toISOString();
+  const rows = await db
     .insertInto('artifacts')
-    .values({
-      migration_id: a.migrationId,
-      issue: a.issue,
-      kind: a.kind,
-      ref: a.ref,
-      state: 'intended',
-      recorded_at: now.toISOString(),
-      created_at: null,
-      removed_at: null,
-      node: a.node,
-    })
+    .values(
+      unique.map((a) => ({
+        migration_id: a.migrationId,
+        issue: a.issue,
+        kind: a.kind,
+        ref: a.ref,
+        state: 'intended',
+        recorded_at: recordedAt,
+        created_at: null,
+        removed_at: null,
+        node: a.node,
+      })),
+    )
+    .onConflict((oc) => oc.columns(['kind', 'ref']).doNothing())
+    .returningAll()
     .execute();
-  return artifactRecord(await db.selectFrom('artifacts').selectAll().where('kind', '=', a.kind).where('ref', '=', a.ref).executeTakeFirstOrThrow());
+  const byKey = new Map(rows.map((r) => [key(r), r]));
+  const existing = unique.filter((a) => !byKey.has(key(a)));
+  if (existing.length > 0) {
+    const found = await db
+      .selectFrom('artifacts')
+      .selectAll()
+      .where((eb) => eb.or(existing.map((a) => eb.and([eb('kind', '=', a.kind), eb('ref', '=', a.ref)]))))
+      .execute();
+    for (const r of found) byKey.set(key(r), r);
+  }
+  return intents.map((a) => artifactRecord(byKey.get(key(a))!));
 }

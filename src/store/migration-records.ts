@@ -3,13 +3,14 @@
  * snapshot). State changes are compare-and-set transitions, in migration-transitions.ts. Reached
  * through the Store.
  */
-import type { Kysely } from 'kysely';
+import type { Insertable, Kysely } from 'kysely';
+import type { SqlDialect } from './dialect.ts';
 import { FerryError } from '../core/errors.ts';
 import type { MigrationRequest, MigrationState, Resources, Verdict } from '../core/types.ts';
-import { insertEvent, type EventInput } from './event-records.ts';
+import { EVENT_COLUMNS, eventRow, eventsOf, type EventInput } from './event-records.ts';
 import type { MigrationRecord } from './records.ts';
 import { migrationRecord, patchColumns, type MigrationPatch } from './row-records.ts';
-import type { Database } from './schema.ts';
+import type { Database, MigrationsTable } from './schema.ts';
 import { holdsItsTenant } from './tenant-holders.ts';
 
 export interface NewMigration {
@@ -37,50 +38,77 @@ export interface MigrationFilter {
 
 export class MigrationRecords {
   private readonly db: Kysely<Database>;
+  private readonly dialect: SqlDialect;
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, dialect: SqlDialect) {
     this.db = db;
+    this.dialect = dialect;
   }
 
   async insert(m: NewMigration, event: EventInput, now: Date): Promise<MigrationRecord> {
     const at = now.toISOString();
+    const row: Insertable<MigrationsTable> = {
+      id: m.id,
+      issue: m.issue,
+      tenant: m.tenant,
+      state: 'filed',
+      request: JSON.stringify(m.request),
+      peak: JSON.stringify(m.request.peak),
+      attempts: 0,
+      verdict: JSON.stringify(m.verdict),
+      filed_by: m.filedBy,
+      next_from_step: null,
+      next_checkpoint: null,
+      next_restore: null,
+      failed_step: null,
+      held_cause: null,
+      held_detail: null,
+      checkpoint: null,
+      checkpoint_step: null,
+      progress_done: null,
+      progress_total: null,
+      limits_enforced: null,
+      snapshot_ref: null,
+      snapshot_at: null,
+      created_at: at,
+      updated_at: at,
+    };
+    const filedEvent = eventRow(m.id, null, 'filed', event, at);
+    const closed = () =>
+      new FerryError('FERRY_ISSUE_CLOSED', `issue ${m.issue} is closed; migrations are filed on open issues only (open a new one)`, { issue: m.issue });
+    if (this.dialect === 'postgres') {
+      // One statement: the row lands only while its issue is not closed, with its event.
+      const filed = await this.db
+        .with('filed', (q) =>
+          q
+            .insertInto('migrations')
+            .columns(Object.keys(row) as Array<keyof MigrationsTable>)
+            .expression(
+              q
+                .selectNoFrom((eb) => Object.entries(row).map(([column, value]) => eb.val(value).as(column)))
+                .where((eb) => eb.not(eb.exists(eb.selectFrom('issues').select('ref').where('ref', '=', m.issue).where('closed_at', 'is not', null)))),
+            )
+            .returningAll(),
+        )
+        .with('logged', (q) =>
+          q
+            .insertInto('events')
+            .columns(EVENT_COLUMNS)
+            .expression(eventsOf('filed', [filedEvent])),
+        )
+        .selectFrom('filed')
+        .selectAll()
+        .executeTakeFirst();
+      if (!filed) throw closed();
+      return migrationRecord(filed);
+    }
     return this.db.transaction().execute(async (trx) => {
       // Checked inside the insert's transaction, so a filing cannot slip past a concurrent closure.
       const issue = await trx.selectFrom('issues').select('closed_at').where('ref', '=', m.issue).executeTakeFirst();
-      if (issue?.closed_at) {
-        throw new FerryError('FERRY_ISSUE_CLOSED', `issue ${m.issue} is closed; migrations are filed on open issues only (open a new one)`, { issue: m.issue });
-      }
-      await trx
-        .insertInto('migrations')
-        .values({
-          id: m.id,
-          issue: m.issue,
-          tenant: m.tenant,
-          state: 'filed',
-          request: JSON.stringify(m.request),
-          peak: JSON.stringify(m.request.peak),
-          attempts: 0,
-          verdict: JSON.stringify(m.verdict),
-          filed_by: m.filedBy,
-          next_from_step: null,
-          next_checkpoint: null,
-          next_restore: null,
-          failed_step: null,
-          held_cause: null,
-          held_detail: null,
-          checkpoint: null,
-          checkpoint_step: null,
-          progress_done: null,
-          progress_total: null,
-          limits_enforced: null,
-          snapshot_ref: null,
-          snapshot_at: null,
-          created_at: at,
-          updated_at: at,
-        })
-        .execute();
-      await insertEvent(trx, m.id, null, 'filed', event, at);
-      return migrationRecord(await trx.selectFrom('migrations').selectAll().where('id', '=', m.id).executeTakeFirstOrThrow());
+      if (issue?.closed_at) throw closed();
+      const filed = await trx.insertInto('migrations').values(row).returningAll().executeTakeFirstOrThrow();
+      await trx.insertInto('events').values(filedEvent).execute();
+      return migrationRecord(filed);
     });
   }
 

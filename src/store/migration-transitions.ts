@@ -5,19 +5,19 @@
  * the race is a typed FERRY_CONFLICT, never a silent overwrite. Reached through the Store.
  */
 import { randomBytes } from 'node:crypto';
-import type { Kysely, Transaction } from 'kysely';
+import type { Insertable, Kysely, QueryCreator, Transaction, Updateable } from 'kysely';
 import { FerryError } from '../core/errors.ts';
 import { transition, type LifecycleEvent } from '../core/lifecycle.ts';
 import type { MigrationState, Verdict } from '../core/types.ts';
-import { recordArtifactIn } from './artifact-records.ts';
+import { recordArtifactsIn } from './artifact-records.ts';
 import { insertAttemptIn } from './attempt-records.ts';
-import { insertEvent, type EventInput } from './event-records.ts';
+import { EVENT_COLUMNS, eventRow, eventsOf, type EventInput } from './event-records.ts';
 import type { SqlDialect } from './dialect.ts';
 import { fenceIn } from './node-fence.ts';
-import { notifyIn } from './notices.ts';
+import { movedNoticeOf } from './notices.ts';
 import type { ArtifactRecord, MigrationRecord, NodeLease } from './records.ts';
 import { attemptColumns, migrationRecord, patchColumns, type AttemptPatch, type MigrationPatch } from './row-records.ts';
-import type { Database } from './schema.ts';
+import type { Database, Db, EventsTable, MigrationsTable } from './schema.ts';
 import { ONE_HOLDER_PER_TENANT } from './tenant-holders.ts';
 import { isUniqueViolation } from './unique-violation.ts';
 
@@ -134,12 +134,14 @@ export class MigrationTransitions {
   }
 
   /**
-   * Several moves of one migration in one transaction (e.g. filed → approved → queued), each a
-   * compare-and-set with its own event. Listeners hear every move once the whole commits.
+   * Several moves of one migration at once (e.g. filed → approved → queued), each with its own
+   * event. Listeners hear every move once the whole commits. On PostgreSQL a move that needs no
+   * more writes and no fence is one statement (its own transaction): one round trip, one commit.
    */
   async transitions(args: TransitionsArgs, inTrx?: InTransition): Promise<MigrationRecord> {
     const heard: Heard = [];
-    const row = await this.db.transaction().execute((trx) => this.applyIn(trx, args, heard, inTrx));
+    const oneStatement = this.dialect === 'postgres' && !inTrx && !args.lease;
+    const row = oneStatement ? await this.applyIn(this.db, args, heard) : await this.db.transaction().execute((trx) => this.applyIn(trx, args, heard, inTrx));
     this.tell(heard);
     return row;
   }
@@ -157,45 +159,33 @@ export class MigrationTransitions {
     }
   }
 
-  /** The moves of `args` inside the caller's transaction; what they did goes to `heard`, for tell() after the commit. */
-  async applyIn(trx: Transaction<Database>, args: TransitionsArgs, heard: Heard, inTrx?: InTransition): Promise<MigrationRecord> {
-    const at = args.now.toISOString();
-    const moved: Array<{ from: MigrationState; event: EventInput }> = [];
+  /**
+   * The moves of `args` in the caller's transaction (or, for a move that needs no other write, as
+   * one statement on `db`); what they did goes to `heard`, for tell() after the commit.
+   */
+  async applyIn(db: Db, args: TransitionsArgs, heard: Heard, inTrx?: InTransition): Promise<MigrationRecord> {
+    const froms = typeof args.from === 'string' ? [args.from] : [...args.from];
     try {
-      if (args.lease) await fenceIn(trx, this.dialect, args.lease);
-      const current = await trx.selectFrom('migrations').select('state').where('id', '=', args.id).executeTakeFirst();
-      if (!current) throw new FerryError('FERRY_NOT_FOUND', `no migration ${args.id}`, { id: args.id });
-      let froms = typeof args.from === 'string' ? [args.from] : [...args.from];
-      let state = current.state as MigrationState;
+      if (args.lease) await fenceIn(db, this.dialect, args.lease);
+      // With one possible state the UPDATE's `where state = …` is the whole check; with several,
+      // the current one decides where the events lead, and the UPDATE still guards against a change since.
+      const from = froms.length === 1 ? froms[0]! : await this.currentState(db, args.id, froms);
+      const path: Array<{ from: MigrationState; to: MigrationState; event: TransitionEvent }> = [];
+      let to = from;
       for (const move of args.moves) {
-        const conflict = () =>
-          new FerryError('FERRY_CONFLICT', `migration ${args.id} is ${state}, not ${froms.join(' or ')}; it changed meanwhile, reload it and decide again`, {
-            id: args.id,
-            state,
-            expected: froms,
-          });
-        if (!froms.includes(state)) throw conflict();
-        // The one transition table decides where the event leads, and refuses an illegal one.
-        const to = transition(state, move.event.kind);
-        const result = await trx
-          .updateTable('migrations')
-          .set({ state: to, updated_at: at, ...patchColumns(move.patch ?? {}) })
-          .where('id', '=', args.id)
-          .where('state', '=', state)
-          .executeTakeFirst();
-        if (Number(result.numUpdatedRows) !== 1) throw conflict();
-        await insertEvent(trx, args.id, state, to, move.event, at);
-        moved.push({ from: state, event: move.event });
-        state = to;
-        froms = [to];
+        // The one transition table decides where each event leads, and refuses an illegal one.
+        const next = transition(to, move.event.kind);
+        path.push({ from: to, to: next, event: move.event });
+        to = next;
       }
-      const updated = migrationRecord(await trx.selectFrom('migrations').selectAll().where('id', '=', args.id).executeTakeFirstOrThrow());
-      if (inTrx) await inTrx(trx, updated);
-      // The tenant's node (which may be another) starts it, or the next one of its tenant: tell every
-      // node now rather than at its next pass (and their event streams).
-      if (moved.length > 0)
-        await notifyIn(trx, this.dialect, { t: 'moved', id: updated.id, tenant: updated.tenant, state: updated.state, origin: this.origin });
-      for (const m of moved) heard.push({ m: updated, ...m });
+      const at = args.now.toISOString();
+      const set = { updated_at: at, ...Object.assign({}, ...args.moves.map((m) => patchColumns(m.patch ?? {}))), state: to } as Updateable<MigrationsTable>;
+      const events = path.map((p) => eventRow(args.id, p.from, p.to, p.event, at));
+      const row = path.length === 0 ? await this.currentRow(db, args.id) : await this.moveRow(db, args.id, from, set, events);
+      if (!row) throw await this.lostRace(db, args.id, froms);
+      const updated = migrationRecord(row);
+      if (inTrx) await inTrx(db as Transaction<Database>, updated);
+      for (const p of path) heard.push({ m: updated, from: p.from, event: p.event });
       return updated;
     } catch (err) {
       if (isUniqueViolation(err, ONE_HOLDER_PER_TENANT)) {
@@ -208,6 +198,48 @@ export class MigrationTransitions {
       }
       throw err;
     }
+  }
+
+  /**
+   * The compare-and-set: the row moved from `from`, with its events and (PostgreSQL) the notice that
+   * tells every node and event stream now rather than at its next pass; undefined when it was not in `from`.
+   */
+  private async moveRow(db: Db, id: string, from: MigrationState, set: Updateable<MigrationsTable>, events: Array<Insertable<EventsTable>>) {
+    const update = (q: QueryCreator<Database>) => q.updateTable('migrations').set(set).where('id', '=', id).where('state', '=', from);
+    if (this.dialect !== 'postgres') {
+      const row = await update(db).returningAll().executeTakeFirst();
+      if (row) await db.insertInto('events').values(events).execute();
+      return row;
+    }
+    return db
+      .with('moved', (q) => update(q).returningAll())
+      .with('logged', (q) => q.insertInto('events').columns(EVENT_COLUMNS).expression(eventsOf('moved', events)))
+      .selectFrom('moved')
+      .selectAll()
+      .select(movedNoticeOf('moved', this.origin).as('told'))
+      .executeTakeFirst();
+  }
+
+  private async currentRow(db: Db, id: string) {
+    return db.selectFrom('migrations').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /** The state of migration `id` when it is one of `froms`: FERRY_NOT_FOUND or FERRY_CONFLICT otherwise. */
+  private async currentState(db: Db, id: string, froms: readonly MigrationState[]): Promise<MigrationState> {
+    const current = await db.selectFrom('migrations').select('state').where('id', '=', id).executeTakeFirst();
+    if (current && froms.includes(current.state as MigrationState)) return current.state as MigrationState;
+    throw await this.lostRace(db, id, froms, current?.state);
+  }
+
+  /** The error of a compare-and-set that found the migration gone or in another state than `froms`. */
+  private async lostRace(db: Db, id: string, froms: readonly MigrationState[], known?: string): Promise<FerryError> {
+    const state = known ?? (await db.selectFrom('migrations').select('state').where('id', '=', id).executeTakeFirst())?.state;
+    if (state === undefined) return new FerryError('FERRY_NOT_FOUND', `no migration ${id}`, { id });
+    return new FerryError('FERRY_CONFLICT', `migration ${id} is ${state}, not ${froms.join(' or ')}; it changed meanwhile, reload it and decide again`, {
+      id,
+      state,
+      expected: froms,
+    });
   }
 
   /** queued → running as attempt `number`, with the attempt row and its artifacts' intents, in one transaction. */
@@ -257,9 +289,12 @@ export class MigrationTransitions {
           startedAt: args.now.toISOString(),
           node: args.lease?.name ?? null,
         });
-        artifacts = [];
-        for (const a of args.artifacts ?? [])
-          artifacts.push(await recordArtifactIn(trx, { migrationId: m.id, issue: m.issue, node: args.lease?.name ?? null, ...a }, args.now));
+        const node = args.lease?.name ?? null;
+        artifacts = await recordArtifactsIn(
+          trx,
+          (args.artifacts ?? []).map((a) => ({ migrationId: m.id, issue: m.issue, node, ...a })),
+          args.now,
+        );
       },
     );
     return { migration, artifacts };
@@ -279,32 +314,22 @@ export class MigrationTransitions {
           },
         );
       }
-      if (lease) {
-        const attempt = await trx
-          .selectFrom('attempts')
-          .select('node')
-          .where('migration_id', '=', args.id)
-          .where('number', '=', args.number)
-          .executeTakeFirst();
-        if (attempt?.node !== lease.name) {
-          throw new FerryError(
-            'FERRY_FENCED',
-            `attempt ${args.number} of migration ${args.id} belongs to node ${attempt?.node ?? '(none)'}, not ${lease.name}`,
-            {
-              id: args.id,
-            },
-          );
-        }
-      }
-      const ended = await trx
+      let end = trx
         .updateTable('attempts')
         .set(attemptColumns({ ...args.attempt, endedAt: args.now.toISOString() }))
         .where('migration_id', '=', args.id)
         .where('number', '=', args.number)
-        .where('ended_at', 'is', null)
-        .executeTakeFirst();
-      if (Number(ended.numUpdatedRows) !== 1)
-        throw new FerryError('FERRY_CONFLICT', `attempt ${args.number} of migration ${args.id} has ended already`, { id: args.id });
+        .where('ended_at', 'is', null);
+      if (lease) end = end.where('node', '=', lease.name);
+      if (Number((await end.executeTakeFirst()).numUpdatedRows) === 1) return;
+      // Not ended here: read why, to say it.
+      const attempt = await trx.selectFrom('attempts').select('node').where('migration_id', '=', args.id).where('number', '=', args.number).executeTakeFirst();
+      if (lease && attempt?.node !== lease.name) {
+        throw new FerryError('FERRY_FENCED', `attempt ${args.number} of migration ${args.id} belongs to node ${attempt?.node ?? '(none)'}, not ${lease.name}`, {
+          id: args.id,
+        });
+      }
+      throw new FerryError('FERRY_CONFLICT', `attempt ${args.number} of migration ${args.id} has ended already`, { id: args.id });
     });
   }
 }

@@ -26,6 +26,15 @@ export async function notifyIn(db: Db, dialect: SqlDialect, notice: Notice): Pro
   await sql`SELECT pg_notify(${NOTICE_CHANNEL}, ${JSON.stringify(notice)})`.execute(db);
 }
 
+/**
+ * PostgreSQL: the `moved` notice of the migration a CTE named `source` wrote, as a select-list
+ * expression, so the compare-and-set, its events and its notice are one statement.
+ */
+export function movedNoticeOf(source: string, origin: string) {
+  const col = (c: string) => sql.ref(`${source}.${c}`);
+  return sql<string>`pg_notify(${NOTICE_CHANNEL}, json_build_object('t', 'moved', 'id', ${col('id')}, 'tenant', ${col('tenant')}, 'state', ${col('state')}, 'origin', ${origin}::text)::text)`;
+}
+
 /** A notice's payload as received; null when it is not one of Ferry's. */
 export function parseNotice(payload: string | undefined): Notice | null {
   if (!payload) return null;

@@ -85,12 +85,12 @@ export class Store {
     this.postgres = postgres;
     this.threads = new ThreadRecords(db, dialect);
     this.tenants = new TenantRecords(db, dialect);
-    this.migrations = new MigrationRecords(db);
+    this.migrations = new MigrationRecords(db, dialect);
     this.moves = new MigrationTransitions(db, dialect);
     this.issues = new IssueRecords(db, dialect, this.moves.origin);
     this.attempts = new AttemptRecords(db, dialect);
     this.events = new EventRecords(db);
-    this.artifacts = new ArtifactRecords(db);
+    this.artifacts = new ArtifactRecords(db, dialect);
     this.nodes = new NodeRecords(db, dialect, this.moves);
     this.adminTokens = new AdminTokenRecords(db);
   }
