@@ -362,6 +362,44 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
       assert.equal(last?.to, 'cancelled');
     });
 
+    void test('several moves in one transition append their events in order; a lost one changes nothing', async (t) => {
+      const s = await setup(t);
+      if (!s) return;
+      await s.tenant('shop');
+      const m = await s.file('m-a-00000001', 'shop');
+      const moves = [
+        { event: { actor: 'bob', kind: 'approve' as const, reason: 'looks right' } },
+        { patch: { heldDetail: 'gate passed' }, event: { actor: 'ferry', kind: 'gate-pass' as const, detail: { n: 1 } } },
+      ];
+      const queued = await s.store.transitions({ id: m.id, from: 'filed', moves, now: s.now() });
+      assert.equal(queued.state, 'queued');
+      assert.equal(queued.heldDetail, 'gate passed', "a later move's patch lands");
+      const events = await s.store.listEvents(m.id);
+      assert.deepEqual(
+        events.map((e) => [e.from, e.to, e.actor, e.reason, e.detail]),
+        [
+          [null, 'filed', 'alice', 'filed by a test', null],
+          ['filed', 'approved', 'bob', 'looks right', null],
+          ['approved', 'queued', 'ferry', null, { n: 1 }],
+        ],
+      );
+      await rejectsWith(s.store.transitions({ id: m.id, from: 'filed', moves, now: s.now() }), 'FERRY_CONFLICT');
+      assert.deepEqual(await s.store.getMigration(m.id), queued);
+      assert.equal((await s.store.listEvents(m.id)).length, 3, 'no event for the lost moves');
+    });
+
+    void test('a migration filed on a closed issue is FERRY_ISSUE_CLOSED and nothing is written', async (t) => {
+      const s = await setup(t);
+      if (!s) return;
+      await s.tenant('shop');
+      await s.store.markIssueClosed('github:acme/platform#9', 'carol', s.now());
+      await rejectsWith(s.file('m-a-00000009', 'shop', 'github:acme/platform#9'), 'FERRY_ISSUE_CLOSED');
+      assert.equal(await s.store.getMigration('m-a-00000009'), null);
+      assert.deepEqual(await s.store.listEvents('m-a-00000009'), []);
+      // An issue the store has not seen yet is open.
+      assert.equal((await s.file('m-a-00000010', 'shop', 'github:acme/platform#10')).state, 'filed');
+    });
+
     void test('transition of an unknown migration is FERRY_NOT_FOUND', async (t) => {
       const s = await setup(t);
       if (!s) return;
