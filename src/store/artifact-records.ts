@@ -3,11 +3,11 @@
  * marked created, then removed, so a crash at any point leaves a record teardown can act on.
  * Reached through the Store.
  */
-import type { Kysely } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import type { SqlDialect } from './dialect.ts';
 import type { ArtifactRecord, ArtifactState } from './records.ts';
 import { artifactRecord, patchColumns, type MigrationPatch } from './row-records.ts';
-import type { Database, Db } from './schema.ts';
+import type { ArtifactsTable, Database, Db } from './schema.ts';
 
 /** An artifact about to be created, and what it belongs to. */
 export interface ArtifactIntent {
@@ -96,8 +96,7 @@ export async function recordArtifactIn(db: Db, a: ArtifactIntent, now: Date): Pr
  */
 export async function recordArtifactsIn(db: Db, intents: readonly ArtifactIntent[], now: Date): Promise<ArtifactRecord[]> {
   if (intents.length === 0) return [];
-  const key = (a: { kind: string; ref: string }) => `${a.kind}\u0000${a.ref}`;
-  const unique = [...new Map(intents.map((a) => [key(a), a])).values()];
+  const unique = [...new Map(intents.map((a) => [artifactKey(a), a])).values()];
   const recordedAt = now.toISOString();
   const rows = await db
     .insertInto('artifacts')
@@ -117,15 +116,32 @@ export async function recordArtifactsIn(db: Db, intents: readonly ArtifactIntent
     .onConflict((oc) => oc.columns(['kind', 'ref']).doNothing())
     .returningAll()
     .execute();
-  const byKey = new Map(rows.map((r) => [key(r), r]));
-  const existing = unique.filter((a) => !byKey.has(key(a)));
+  return artifactsInOrder(db, intents, rows);
+}
+
+/**
+ * The records of `intents`, in their order, from the rows an INSERT … ON CONFLICT DO NOTHING
+ * returned; the artifacts that were recorded already (the conflicts) are read.
+ */
+export async function artifactsInOrder(
+  db: Db,
+  intents: ReadonlyArray<{ kind: string; ref: string }>,
+  inserted: ReadonlyArray<Selectable<ArtifactsTable>>,
+): Promise<ArtifactRecord[]> {
+  const byKey = new Map(inserted.map((r) => [artifactKey(r), r]));
+  const existing = intents.filter((a) => !byKey.has(artifactKey(a)));
   if (existing.length > 0) {
     const found = await db
       .selectFrom('artifacts')
       .selectAll()
       .where((eb) => eb.or(existing.map((a) => eb.and([eb('kind', '=', a.kind), eb('ref', '=', a.ref)]))))
       .execute();
-    for (const r of found) byKey.set(key(r), r);
+    for (const r of found) byKey.set(artifactKey(r), r);
   }
-  return intents.map((a) => artifactRecord(byKey.get(key(a))!));
+  return intents.map((a) => artifactRecord(byKey.get(artifactKey(a))!));
+}
+
+/** An artifact's identity, (kind, ref), as one string. */
+export function artifactKey(a: { kind: string; ref: string }): string {
+  return `${a.kind}\u0000${a.ref}`;
 }

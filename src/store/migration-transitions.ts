@@ -8,15 +8,13 @@ import { randomBytes } from 'node:crypto';
 import type { Insertable, Kysely, QueryCreator, Transaction, Updateable } from 'kysely';
 import { FerryError } from '../core/errors.ts';
 import { transition, type LifecycleEvent } from '../core/lifecycle.ts';
-import type { MigrationState, Verdict } from '../core/types.ts';
-import { recordArtifactsIn } from './artifact-records.ts';
-import { insertAttemptIn } from './attempt-records.ts';
+import type { MigrationState } from '../core/types.ts';
 import { EVENT_COLUMNS, eventRow, eventsOf, type EventInput } from './event-records.ts';
 import type { SqlDialect } from './dialect.ts';
 import { fenceIn } from './node-fence.ts';
 import { movedNoticeOf } from './notices.ts';
-import type { ArtifactRecord, MigrationRecord, NodeLease } from './records.ts';
-import { attemptColumns, migrationRecord, patchColumns, type AttemptPatch, type MigrationPatch } from './row-records.ts';
+import type { MigrationRecord, NodeLease } from './records.ts';
+import { migrationRecord, patchColumns, type MigrationPatch } from './row-records.ts';
 import type { Database, Db, EventsTable, MigrationsTable } from './schema.ts';
 import { ONE_HOLDER_PER_TENANT } from './tenant-holders.ts';
 import { isUniqueViolation } from './unique-violation.ts';
@@ -53,36 +51,6 @@ export interface TransitionsArgs {
 
 /** The moves of a transaction, heard by the listeners once it commits. */
 export type Heard = Array<{ m: MigrationRecord; from: MigrationState; event: EventInput }>;
-
-export interface StartAttemptArgs {
-  id: string;
-  number: number;
-  fromStep: number;
-  logRef: string;
-  limitsEnforced: boolean;
-  isolated: boolean;
-  verdict: Verdict;
-  /** Its reason and detail; the kind is always `start`. */
-  event: Omit<EventInput, 'kind'>;
-  now: Date;
-  /** The first step's job, recorded on the attempt before it is started. */
-  firstJob?: { step: number; ref: string };
-  /** The starting node's lease: the attempt (and its artifacts) are that node's. */
-  lease?: NodeLease | undefined;
-  /** Artifacts the attempt will create (log, scratch, snapshot, first job): recorded here, before any is created. */
-  artifacts?: ReadonlyArray<{ kind: string; ref: string }>;
-}
-
-export interface FinishAttemptArgs {
-  id: string;
-  number: number;
-  attempt: AttemptPatch;
-  patch?: MigrationPatch;
-  event: TransitionEvent;
-  now: Date;
-  /** The attempt's node's lease: only that node, with its current lease, records the outcome. */
-  lease?: NodeLease | undefined;
-}
 
 export class MigrationTransitions {
   private readonly db: Kysely<Database>;
@@ -170,17 +138,7 @@ export class MigrationTransitions {
       // With one possible state the UPDATE's `where state = …` is the whole check; with several,
       // the current one decides where the events lead, and the UPDATE still guards against a change since.
       const from = froms.length === 1 ? froms[0]! : await this.currentState(db, args.id, froms);
-      const path: Array<{ from: MigrationState; to: MigrationState; event: TransitionEvent }> = [];
-      let to = from;
-      for (const move of args.moves) {
-        // The one transition table decides where each event leads, and refuses an illegal one.
-        const next = transition(to, move.event.kind);
-        path.push({ from: to, to: next, event: move.event });
-        to = next;
-      }
-      const at = args.now.toISOString();
-      const set = { updated_at: at, ...Object.assign({}, ...args.moves.map((m) => patchColumns(m.patch ?? {}))), state: to } as Updateable<MigrationsTable>;
-      const events = path.map((p) => eventRow(args.id, p.from, p.to, p.event, at));
+      const { path, set, events } = planMoves(args, from);
       const row = path.length === 0 ? await this.currentRow(db, args.id) : await this.moveRow(db, args.id, from, set, events);
       if (!row) throw await this.lostRace(db, args.id, froms);
       const updated = migrationRecord(row);
@@ -188,15 +146,7 @@ export class MigrationTransitions {
       for (const p of path) heard.push({ m: updated, from: p.from, event: p.event });
       return updated;
     } catch (err) {
-      if (isUniqueViolation(err, ONE_HOLDER_PER_TENANT)) {
-        throw new FerryError(
-          'FERRY_TENANT_BUSY',
-          `the tenant of migration ${args.id} is held by another migration; it waits until that one is final`,
-          { id: args.id },
-          { cause: err },
-        );
-      }
-      throw err;
+      throw tenantBusy(err, args.id);
     }
   }
 
@@ -220,7 +170,7 @@ export class MigrationTransitions {
       .executeTakeFirst();
   }
 
-  private async currentRow(db: Db, id: string) {
+  async currentRow(db: Db, id: string) {
     return db.selectFrom('migrations').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
@@ -232,7 +182,7 @@ export class MigrationTransitions {
   }
 
   /** The error of a compare-and-set that found the migration gone or in another state than `froms`. */
-  private async lostRace(db: Db, id: string, froms: readonly MigrationState[], known?: string): Promise<FerryError> {
+  async lostRace(db: Db, id: string, froms: readonly MigrationState[], known?: string): Promise<FerryError> {
     const state = known ?? (await db.selectFrom('migrations').select('state').where('id', '=', id).executeTakeFirst())?.state;
     if (state === undefined) return new FerryError('FERRY_NOT_FOUND', `no migration ${id}`, { id });
     return new FerryError('FERRY_CONFLICT', `migration ${id} is ${state}, not ${froms.join(' or ')}; it changed meanwhile, reload it and decide again`, {
@@ -241,95 +191,30 @@ export class MigrationTransitions {
       expected: froms,
     });
   }
+}
 
-  /** queued → running as attempt `number`, with the attempt row and its artifacts' intents, in one transaction. */
-  async startAttempt(args: StartAttemptArgs): Promise<{ migration: MigrationRecord; artifacts: ArtifactRecord[] }> {
-    let artifacts: ArtifactRecord[] = [];
-    const migration = await this.transition(
-      {
-        id: args.id,
-        from: 'queued',
-        patch: {
-          attempts: args.number,
-          limitsEnforced: args.limitsEnforced,
-          isolated: args.isolated,
-          verdict: args.verdict,
-          heldCause: null,
-          heldDetail: null,
-          failedStep: null,
-          progress: null,
-        },
-        event: { ...args.event, kind: 'start' },
-        now: args.now,
-        lease: args.lease,
-      },
-      async (trx, m) => {
-        if (m.attempts !== args.number) throw new FerryError('FERRY_CONFLICT', `migration ${args.id} attempt numbering changed meanwhile`);
-        if (args.lease) {
-          // The tenant may have moved to another node since the scheduler read its queue: only its node starts it.
-          let q = trx.selectFrom('tenants').select('node').where('id', '=', m.tenant);
-          if (this.dialect === 'postgres') q = q.forShare();
-          const tenant = await q.executeTakeFirst();
-          if (tenant?.node !== args.lease.name) {
-            throw new FerryError(
-              'FERRY_CONFLICT',
-              `tenant ${m.tenant} lives on node ${tenant?.node ?? '(none)'} now, not ${args.lease.name}; its node starts it`,
-              {
-                id: args.id,
-              },
-            );
-          }
-        }
-        await insertAttemptIn(trx, {
-          migrationId: args.id,
-          number: args.number,
-          fromStep: args.fromStep,
-          logRef: args.logRef,
-          firstJob: args.firstJob,
-          startedAt: args.now.toISOString(),
-          node: args.lease?.name ?? null,
-        });
-        const node = args.lease?.name ?? null;
-        artifacts = await recordArtifactsIn(
-          trx,
-          (args.artifacts ?? []).map((a) => ({ migrationId: m.id, issue: m.issue, node, ...a })),
-          args.now,
-        );
-      },
-    );
-    return { migration, artifacts };
+/** Where `moves` lead from `from` (the one transition table decides, and refuses an illegal event), the UPDATE's SET and the events. */
+export function planMoves(args: Pick<TransitionsArgs, 'id' | 'moves' | 'now'>, from: MigrationState) {
+  const path: Array<{ from: MigrationState; to: MigrationState; event: TransitionEvent }> = [];
+  let to = from;
+  for (const move of args.moves) {
+    const next = transition(to, move.event.kind);
+    path.push({ from: to, to: next, event: move.event });
+    to = next;
   }
+  const at = args.now.toISOString();
+  const set = { updated_at: at, ...Object.assign({}, ...args.moves.map((m) => patchColumns(m.patch ?? {}))), state: to } as Updateable<MigrationsTable>;
+  const events = path.map((p) => eventRow(args.id, p.from, p.to, p.event, at));
+  return { path, set, events };
+}
 
-  /** End the running attempt: its event (`succeed`, `fail`, `cancel`) decides the migration's next state; one transaction. */
-  async finishAttempt(args: FinishAttemptArgs): Promise<MigrationRecord> {
-    const { lease } = args;
-    return this.transition({ id: args.id, from: 'running', patch: args.patch ?? {}, event: args.event, now: args.now, lease }, async (trx, m) => {
-      // The outcome of the attempt that is running, once: not of an earlier one a superseded supervision still watched.
-      if (m.attempts !== args.number) {
-        throw new FerryError(
-          'FERRY_CONFLICT',
-          `migration ${args.id} runs attempt ${m.attempts}, not ${args.number}; the outcome of attempt ${args.number} was recorded already`,
-          {
-            id: args.id,
-          },
-        );
-      }
-      let end = trx
-        .updateTable('attempts')
-        .set(attemptColumns({ ...args.attempt, endedAt: args.now.toISOString() }))
-        .where('migration_id', '=', args.id)
-        .where('number', '=', args.number)
-        .where('ended_at', 'is', null);
-      if (lease) end = end.where('node', '=', lease.name);
-      if (Number((await end.executeTakeFirst()).numUpdatedRows) === 1) return;
-      // Not ended here: read why, to say it.
-      const attempt = await trx.selectFrom('attempts').select('node').where('migration_id', '=', args.id).where('number', '=', args.number).executeTakeFirst();
-      if (lease && attempt?.node !== lease.name) {
-        throw new FerryError('FERRY_FENCED', `attempt ${args.number} of migration ${args.id} belongs to node ${attempt?.node ?? '(none)'}, not ${lease.name}`, {
-          id: args.id,
-        });
-      }
-      throw new FerryError('FERRY_CONFLICT', `attempt ${args.number} of migration ${args.id} has ended already`, { id: args.id });
-    });
-  }
+/** FERRY_TENANT_BUSY for the unique index's refusal of a second holder of a tenant; any other error as it is. */
+export function tenantBusy(err: unknown, id: string): unknown {
+  if (!isUniqueViolation(err, ONE_HOLDER_PER_TENANT)) return err;
+  return new FerryError(
+    'FERRY_TENANT_BUSY',
+    `the tenant of migration ${id} is held by another migration; it waits until that one is final`,
+    { id },
+    { cause: err },
+  );
 }

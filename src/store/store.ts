@@ -23,14 +23,13 @@ import { IssueRecords } from './issue-records.ts';
 import { MigrationRecords, type MigrationFilter, type NewMigration } from './migration-records.ts';
 import {
   MigrationTransitions,
-  type FinishAttemptArgs,
   type InTransition,
-  type StartAttemptArgs,
   type TransitionArgs,
   type TransitionEvent,
   type TransitionListener,
   type TransitionsArgs,
 } from './migration-transitions.ts';
+import { AttemptMoves, type FinishAttemptArgs, type StartAttemptArgs } from './attempt-moves.ts';
 import { NodeRecords, type LateOutcome, type NodeRegistration, type TakenOverNode } from './node-records.ts';
 import { openPostgresSession, sqliteSession, type NodeSession, type PostgresTarget } from './node-session.ts';
 import type {
@@ -73,6 +72,7 @@ export class Store {
   private readonly migrations: MigrationRecords;
   private readonly moves: MigrationTransitions;
   private readonly attempts: AttemptRecords;
+  private readonly attemptMoves: AttemptMoves;
   private readonly events: EventRecords;
   private readonly artifacts: ArtifactRecords;
   private readonly nodes: NodeRecords;
@@ -89,6 +89,7 @@ export class Store {
     this.moves = new MigrationTransitions(db, dialect);
     this.issues = new IssueRecords(db, dialect, this.moves.origin);
     this.attempts = new AttemptRecords(db, dialect);
+    this.attemptMoves = new AttemptMoves(db, dialect, this.moves);
     this.events = new EventRecords(db);
     this.artifacts = new ArtifactRecords(db, dialect);
     this.nodes = new NodeRecords(db, dialect, this.moves);
@@ -297,12 +298,12 @@ export class Store {
 
   /** queued → running as attempt `number`, with the attempt row and its artifacts' intents, in one transaction. */
   startAttempt(args: StartAttemptArgs): Promise<{ migration: MigrationRecord; artifacts: ArtifactRecord[] }> {
-    return this.moves.startAttempt(args);
+    return this.attemptMoves.start(args);
   }
 
   /** End the running attempt: its event (`succeed`, `fail`, `cancel`) decides the migration's next state. */
   finishAttempt(args: FinishAttemptArgs): Promise<MigrationRecord> {
-    return this.moves.finishAttempt(args);
+    return this.attemptMoves.finish(args);
   }
 
   // ── attempts and events (attempt-records.ts, event-records.ts) ───────────
