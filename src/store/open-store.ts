@@ -4,6 +4,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import { DurableKysely, GroupCommitDriver, groupCommitDialect } from './group-commit.ts';
 import pg from 'pg';
 import { KEEPALIVE_OPTIONS } from './node-session.ts';
+import { withPreparedStatements } from './pg-prepared.ts';
 import { migrateToLatest } from './schema-migrations.ts';
 import type { Database } from './schema.ts';
 import { Store } from './store.ts';
@@ -72,12 +73,16 @@ export async function openPostgresStore(connectionString: string, options: { sch
   // Nor may a connection the pool has lent out (inside a transaction, between two queries) when its
   // link drops: its next query fails instead, and that error goes to the caller.
   pool.on('connect', (client) => client.on('error', () => undefined));
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  // Named prepared statements (pg-prepared.ts), as the SQLite store caches its statements. Not while
+  // the schema migrates: a statement prepared before a migration's DDL could go stale on its connection.
+  const prepared = withPreparedStatements(pool);
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: prepared }) });
   try {
     await migrateToLatest(db as Kysely<unknown>, 'postgres', options.schema);
   } catch (err) {
     await db.destroy();
     throw err;
   }
+  prepared.naming = true;
   return new Store(db, 'postgres', { connectionString, schema: options.schema });
 }
