@@ -44,9 +44,9 @@ export function registerMigrationRoutes(app: FastifyInstance, runner: Runner, ac
 
   app.post('/v1/migrations', { onRequest: auth('filer') }, async (request, reply) => {
     checkDocumentScope(request);
-    const m = await runner.file(request.body, actor(request));
+    const { migration: m, tenant } = await runner.fileAdmitted(request.body, actor(request));
     reply.code(201).header('location', `/v1/migrations/${m.id}`);
-    return migrationDetail(store, m);
+    return migrationDetail(store, m, tenant);
   });
 
   // Paged (src/api/paging.ts): 100 migrations unless `limit` says otherwise, at most 500.
@@ -82,9 +82,9 @@ export function registerMigrationRoutes(app: FastifyInstance, runner: Runner, ac
   app.post<{ Params: { id: string } }>('/v1/migrations/:id/approve', { onRequest: auth('operator') }, async (request) => {
     const id = migrationParam(request.params.id);
     validate(approveBody, request.body, 'approval');
-    await visibleMigration(request, id);
-    const m = await runner.approve(id, actor(request));
-    return migrationDetail(store, m);
+    const seen = await visibleMigration(request, id);
+    const { migration: m, tenant } = await runner.approveAdmitted(id, actor(request), seen);
+    return migrationDetail(store, m, tenant);
   });
 
   app.post<{ Params: { id: string } }>('/v1/migrations/:id/cancel', { onRequest: auth('operator') }, async (request, reply) => {

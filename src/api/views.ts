@@ -7,7 +7,7 @@
  */
 import { describeActions, heldFactsOf } from '../core/recovery.ts';
 import type { MigrationRequest } from '../core/types.ts';
-import type { ArtifactRecord, AttemptRecord, EventRecord, MigrationRecord } from '../store/records.ts';
+import type { ArtifactRecord, AttemptRecord, EventRecord, MigrationRecord, TenantRecord } from '../store/records.ts';
 import type { Store } from '../store/store.ts';
 
 /**
@@ -87,16 +87,23 @@ export async function tenantNodes(store: Store, migrations: readonly MigrationRe
   return nodes;
 }
 
-export async function migrationDetail(store: Store, m: MigrationRecord) {
-  const [attempts, events, artifacts, tenant] = await Promise.all([
-    store.listAttempts(m.id),
+/**
+ * A migration with its attempts, events and artifacts. `tenant`: its tenant as the caller just read
+ * it (the gate of a filing or approval), so that it is not read again for its node.
+ */
+export async function migrationDetail(store: Store, m: MigrationRecord, tenant?: TenantRecord | null) {
+  // Artifacts are recorded only with an attempt (its start, its steps): a migration that has had
+  // none has neither, whatever a read would race into after `m` was read.
+  const started = m.attempts > 0;
+  const [attempts, events, artifacts, stored] = await Promise.all([
+    started ? store.listAttempts(m.id) : [],
     store.listEvents(m.id),
-    store.listArtifacts({ migrationId: m.id }),
-    store.getTenant(m.tenant),
+    started ? store.listArtifacts({ migrationId: m.id }) : [],
+    tenant === undefined ? store.getTenant(m.tenant) : tenant,
   ]);
   const secrets = secretValues(m.request);
   return {
-    ...migrationSummary(m, tenant?.node ?? null),
+    ...migrationSummary(m, stored?.node ?? null),
     attempts: attempts.map((a) => ({ ...attemptView(a), detail: maskDeep(a.detail, secrets) })),
     request: requestView(m.request),
     verdict: m.verdict,

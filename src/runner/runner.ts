@@ -1,22 +1,21 @@
 /**
  * The runner: turns core decisions into effects. Its façade (this file) files and approves
  * migrations, runs the gate, applies operators' recovery actions, and closes issues. The work is
- * done by its parts: the scheduler loop starts attempts (scheduler-loop.ts), the attempt supervisor
- * runs them step by step through the substrate and records their outcomes (attempt-supervisor.ts),
- * a cancel stops a running job first (cancellation.ts), teardown removes a closed issue's artifacts
- * (teardown.ts), tenant registration checks a tenant's data place and hands its data over
- * (tenant-registration.ts), the node's lease is node-membership.ts, and its life in the cluster
- * (re-attach, rejoin after being fenced, notices) is node-lifecycle.ts.
+ * done by its parts: filing and approval run the gate (filing.ts) against the limits of the
+ * tenant's node (node-limits.ts), the scheduler loop starts attempts (scheduler-loop.ts), the
+ * attempt supervisor runs them step by step through the substrate and records their outcomes
+ * (attempt-supervisor.ts), a cancel stops a running job first (cancellation.ts), teardown removes
+ * a closed issue's artifacts (teardown.ts), tenant registration checks a tenant's data place and
+ * hands its data over (tenant-registration.ts), the node's lease is node-membership.ts, and its
+ * life in the cluster (re-attach, rejoin after being fenced, notices) is node-lifecycle.ts.
  *
  * Its own lifecycle is explicit: start() re-attaches to attempts that ran while it was away and
  * finishes interrupted teardowns; stop() stops scheduling and watching but never stops a job.
  */
 import { mkdirSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { describeRejection } from '../core/admission.ts';
 import { FerryError } from '../core/errors.ts';
 import { heldFactsOf, planRecovery } from '../core/recovery.ts';
-import { parseMigrationRequest } from '../core/request-schema.ts';
 import { WIPE_STEP } from '../core/steps.ts';
 import type { IssueDefaults } from '../core/issue-ref.ts';
 import type { RecoveryAction, Resources, Verdict } from '../core/types.ts';
@@ -27,19 +26,21 @@ import { AttemptSupervisor } from './attempt-supervisor.ts';
 import { Cancellation } from './cancellation.ts';
 import { diskFull } from './disk.ts';
 import { RejectedError, wrongState } from './errors.ts';
+import { Filing, type Admitted } from './filing.ts';
 import { runGate, type GateLimits } from './gate.ts';
 import { RunnerMetrics } from './metrics.ts';
 import { NodeLifecycle } from './node-lifecycle.ts';
 import { NodeMembership } from './node-membership.ts';
 import { LateOutcomes } from './late-outcomes.ts';
 import type { LogFn } from '../core/log.ts';
-import { newMigrationIdText } from '../core/migration-id.ts';
-import { SYSTEM, type Actor, type RunnerContext } from './runner-context.ts';
+import { NodeLimits } from './node-limits.ts';
+import type { Actor, RunnerContext } from './runner-context.ts';
 import { SchedulerLoop } from './scheduler-loop.ts';
 import { Teardown, type IssueClosure } from './teardown.ts';
 import { TenantRegistration, type TenantRegistrationResult } from './tenant-registration.ts';
 
 export { RejectedError } from './errors.ts';
+export type { Admitted } from './filing.ts';
 export type { Actor } from './runner-context.ts';
 export type { PendingArtifact, RemovedArtifact } from './teardown.ts';
 
@@ -82,6 +83,8 @@ export class Runner {
   private readonly late: LateOutcomes;
   private readonly tenants: TenantRegistration;
   private readonly lifecycle: NodeLifecycle;
+  private readonly filing: Filing;
+  private readonly nodeLimits: NodeLimits;
   private readonly blockedTenants = new Set<string>();
   private readonly adopting = new Set<string>();
   private stopped = true;
@@ -132,6 +135,8 @@ export class Runner {
     this.scheduler = new SchedulerLoop(ctx, this.attempts);
     this.cancellation = new Cancellation(ctx, this.attempts);
     this.teardown = new Teardown(ctx, this.attempts, (id, actor, reason) => this.cancel(id, actor, reason));
+    this.nodeLimits = new NodeLimits({ store: this.store, self: opts.node.name, own: () => this.gateLimits });
+    this.filing = new Filing(ctx, this.nodeLimits.of, opts.issueDefaults);
     this.tenants = new TenantRegistration(ctx, this.adopting, { uidRange: opts.uidRange, tenantHome: () => this.tenantHome });
     this.lifecycle = new NodeLifecycle(ctx, {
       membership: this.membership,
@@ -166,13 +171,6 @@ export class Runner {
   private get tenantHome(): TenantHome {
     return { substrate: this.substrate.kind, tenantsDir: this.opts.tenantsDir ?? null, ferryPaths: this.opts.ferryPaths ?? [] };
   }
-
-  /** The gate's limits for a tenant on `node`: this node's own, or what that node registered. */
-  private readonly limitsOf = async (node: string | null): Promise<GateLimits> => {
-    if (node === null || node === this.nodeName) return this.gateLimits;
-    const other = await this.store.getNode(node);
-    return other ? { capacity: other.capacity, enforced: other.enforced } : this.gateLimits;
-  };
 
   private lease(): NodeLease {
     try {
@@ -255,76 +253,28 @@ export class Runner {
   // ── filing ───────────────────────────────────────────────────────────────
 
   /** Filing-time verdict; changes nothing. Throws FERRY_INVALID_REQUEST for a bad document. */
-  async check(document: unknown): Promise<Verdict> {
-    const request = parseMigrationRequest(document, this.opts.issueDefaults);
-    const verdict = await runGate(this.store, this.limitsOf, request.tenant, request.peak, this.now());
-    if (!verdict.ok) for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'check', code: r.code });
-    return verdict;
+  check(document: unknown): Promise<Verdict> {
+    return this.filing.check(document);
   }
 
   /** File a request: admitted → a new migration in `filed`; refused → RejectedError and nothing stored. */
   async file(document: unknown, actor: Actor): Promise<MigrationRecord> {
-    const request = parseMigrationRequest(document, this.opts.issueDefaults);
-    const issue = await this.store.getIssue(request.issue);
-    if (issue?.closedAt) {
-      throw new FerryError('FERRY_ISSUE_CLOSED', `issue ${request.issue} is closed; migrations are filed on open issues only (open a new one)`, {
-        issue: request.issue,
-      });
-    }
-    const verdict = await runGate(this.store, this.limitsOf, request.tenant, request.peak, this.now());
-    if (!verdict.ok) {
-      for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'filing', code: r.code });
-      throw new RejectedError(verdict, null);
-    }
-    const id = newMigrationIdText(Date.now(), randomBytes(4).toString('hex'));
-    const m = await this.store.insertMigration(
-      { id, issue: request.issue, tenant: request.tenant, request, verdict, filedBy: actor.name },
-      { actor: actor.name, kind: 'file', detail: { verdict } },
-      this.now(),
-    );
-    this.metrics.transitions.inc({ to: 'filed' });
-    return m;
+    return (await this.filing.file(document, actor)).migration;
+  }
+
+  /** file(), answering with the tenant the gate judged too (the API shows its node). */
+  fileAdmitted(document: unknown, actor: Actor): Promise<Admitted> {
+    return this.filing.file(document, actor);
   }
 
   /** filed → approved, then the gate: → queued, or → rejected with the gate's reasons. */
   async approve(id: string, actor: Actor): Promise<MigrationRecord> {
-    const m = await this.store.requireMigration(id);
-    if (m.state !== 'filed') throw wrongState(m, 'approve', 'filed');
-    await this.refuseOnClosedIssue(m.issue, 'approve');
-    // The gate runs before the approval is recorded, so both moves commit together.
-    const verdict = await runGate(this.store, this.limitsOf, m.tenant, m.peak, this.now());
-    const approved = { event: { actor: actor.name, kind: 'approve' } as const };
-    if (!verdict.ok) {
-      for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'gate', code: r.code });
-      await this.store.transitions({
-        id,
-        from: 'filed',
-        moves: [approved, { patch: { verdict }, event: { actor: SYSTEM, kind: 'reject', reason: describeRejection(verdict), detail: { verdict } } }],
-        now: this.now(),
-      });
-      this.metrics.transitions.inc({ to: 'rejected' });
-      throw new RejectedError(verdict, id, `approved, but the admission gate rejected it: ${describeRejection(verdict)}`);
-    }
-    const queued = await this.store.transitions({
-      id,
-      from: 'filed',
-      moves: [approved, { patch: { verdict }, event: { actor: SYSTEM, kind: 'gate-pass', detail: { verdict } } }],
-      now: this.now(),
-    });
-    this.metrics.transitions.inc({ to: 'queued' });
-    this.queuedAt.set(id, performance.now());
-    this.poke();
-    return queued;
+    return (await this.filing.approve(id, actor)).migration;
   }
 
-  private async refuseOnClosedIssue(issue: string, what: string): Promise<void> {
-    if ((await this.store.getIssue(issue))?.closedAt) {
-      throw new FerryError(
-        'FERRY_ISSUE_CLOSED',
-        `issue ${issue} is closed, so ${what} is not possible: a closed issue's migrations are cancelled and torn down`,
-        { issue },
-      );
-    }
+  /** approve(), from the migration as the caller just read it (`seen`), answering with the tenant the gate judged too. */
+  approveAdmitted(id: string, actor: Actor, seen?: MigrationRecord): Promise<Admitted> {
+    return this.filing.approve(id, actor, seen);
   }
 
   // ── recovery actions ─────────────────────────────────────────────────────
@@ -333,12 +283,12 @@ export class Runner {
     if (!reason.trim()) throw new FerryError('FERRY_INVALID_REQUEST', `${action} needs a reason: say why, for the migration's history`);
     const m = await this.store.requireMigration(id);
     if (m.state !== 'held') throw wrongState(m, action, 'held');
-    await this.refuseOnClosedIssue(m.issue, action);
+    await this.filing.refuseOnClosedIssue(m.issue, action);
     const lastStep = m.failedStep === null && m.attempts > 0 ? ((await this.store.getAttempt(m.id, m.attempts))?.step ?? null) : null;
     const plan = planRecovery(action, heldFactsOf(m, lastStep));
     if (plan.action === 'accept-partial' || plan.action === 'abandon') return this.move(m, { actor: actor.name, kind: plan.action, reason });
     // Re-admission: the tenant's steady-state may have shrunk since the last attempt.
-    const verdict = await runGate(this.store, this.limitsOf, m.tenant, m.peak, this.now());
+    const { verdict } = await runGate(this.store, this.nodeLimits.of, m.tenant, m.peak, this.now());
     if (!verdict.ok) {
       for (const r of verdict.reasons) this.metrics.rejections.inc({ where: 'gate', code: r.code });
       await this.store.appendEvent(

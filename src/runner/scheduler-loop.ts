@@ -14,7 +14,7 @@ import type { AttemptSupervisor } from './attempt-supervisor.ts';
 import { runGate } from './gate.ts';
 import { SYSTEM, type RunnerContext } from './runner-context.ts';
 import { stepSpec } from './step-spec.ts';
-import { asTenant, tenantOf } from './tenant-view.ts';
+import { asTenant, tenantRead } from './tenant-view.ts';
 
 export class SchedulerLoop {
   private readonly ctx: RunnerContext;
@@ -121,7 +121,8 @@ export class SchedulerLoop {
     const { ctx } = this;
     const { store, substrate } = ctx;
     const now = ctx.now();
-    const verdict = await runGate(store, () => ctx.gateLimits(), m.tenant, m.peak, now);
+    const gate = await runGate(store, () => ctx.gateLimits(), m.tenant, m.peak, now);
+    const { verdict } = gate;
     if (!verdict.ok) {
       for (const r of verdict.reasons) ctx.metrics.rejections.inc({ where: 'gate', code: r.code });
       // Never ran: rejected. Ran before: back to held with the gate's reasons, data as it is.
@@ -134,7 +135,8 @@ export class SchedulerLoop {
         );
       return;
     }
-    const tenant = await tenantOf(store, m);
+    // The tenant the gate just judged is the one the job runs as: not read a second time.
+    const tenant = tenantRead(m, gate.tenant);
     const number = m.attempts + 1;
     const fromStep = m.next?.fromStep ?? 0;
     const logRef = join(ctx.logsDir, m.id, `attempt-${number}.log`);

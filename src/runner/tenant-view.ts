@@ -10,9 +10,13 @@ export function asTenant(t: TenantRecord): Tenant {
   return { id: t.id, steadyState: t.steadyState, data: t.data, runAs: t.runAs, allowRoot: t.allowRoot, placement: t.placement };
 }
 
-/** The tenant a migration moves data into, as stored now. */
-export async function tenantOf(store: Store, m: MigrationRecord): Promise<Tenant> {
-  const t = await store.getTenant(m.tenant);
+/** The tenant of `m` as read just now (`t`; null: it is gone). */
+export function tenantRead(m: MigrationRecord, t: TenantRecord | null): Tenant {
   if (!t) throw new FerryError('FERRY_INTERNAL', `tenant ${m.tenant} disappeared`);
   return asTenant(t);
+}
+
+/** The tenant a migration moves data into, as stored now. */
+export async function tenantOf(store: Store, m: MigrationRecord): Promise<Tenant> {
+  return tenantRead(m, await store.getTenant(m.tenant));
 }
