@@ -112,7 +112,12 @@ export class NodeLifecycle {
       this.parts.teardown.finishClosure(issue, { name: SYSTEM }).catch((err: unknown) => log('warn', `closing ${issue}: ${(err as Error).message}`));
     // The node that closed the issue runs the closure itself, and answers with what it cancelled.
     if (notice.t === 'closed' && !store.isOwnNotice(notice.origin)) void close(notice.issue);
-    if (notice.t === 'moved') void store.noticeMoved(notice.id, notice.origin).catch(() => undefined);
+    if (notice.t === 'moved') {
+      void store.noticeMoved(notice.id, notice.origin).catch(() => undefined);
+      // Another node moved a migration of a tenant that lives on a third node: nothing for this
+      // node's scheduler (what it starts, and what frees its tenants, are its own tenants' moves).
+      if (!store.isOwnNotice(notice.origin) && typeof notice.node === 'string' && notice.node !== this.ctx.nodeName) return;
+    }
     if (notice.t === 'outbox' || notice.t === 'reconnected') for (const listener of this.outboxListeners) listener();
     // Notices sent while the session was away are lost: look for closures this node has a part in.
     if (notice.t === 'reconnected') void store.issuesPendingTeardown().then((issues) => Promise.all(issues.map(close)));

@@ -12,8 +12,11 @@ import type { Db } from './schema.ts';
 export const NOTICE_CHANNEL = 'ferry';
 
 export type Notice =
-  /** A migration moved (its new state); `origin` is the store that moved it, so a node can tell its own moves from the others'. */
-  | { readonly t: 'moved'; readonly id: string; readonly tenant: string; readonly state: string; readonly origin: string }
+  /**
+   * A migration moved (its new state); `origin` is the store that moved it, so a node can tell its
+   * own moves from the others'; `node`, the node its tenant lives on (absent from older nodes).
+   */
+  | { readonly t: 'moved'; readonly id: string; readonly tenant: string; readonly state: string; readonly origin: string; readonly node?: string | null }
   /** An issue closed; `origin` is the store that closed it: that node runs the closure itself. */
   | { readonly t: 'closed'; readonly issue: string; readonly origin?: string }
   | { readonly t: 'tenant'; readonly id: string; readonly node: string | null }
@@ -32,7 +35,8 @@ export async function notifyIn(db: Db, dialect: SqlDialect, notice: Notice): Pro
  */
 export function movedNoticeOf(source: string, origin: string) {
   const col = (c: string) => sql.ref(`${source}.${c}`);
-  return sql<string>`pg_notify(${NOTICE_CHANNEL}, json_build_object('t', 'moved', 'id', ${col('id')}, 'tenant', ${col('tenant')}, 'state', ${col('state')}, 'origin', ${origin}::text)::text)`;
+  const node = sql`(SELECT node FROM tenants WHERE id = ${col('tenant')})`;
+  return sql<string>`pg_notify(${NOTICE_CHANNEL}, json_build_object('t', 'moved', 'id', ${col('id')}, 'tenant', ${col('tenant')}, 'state', ${col('state')}, 'origin', ${origin}::text, 'node', ${node})::text)`;
 }
 
 /** A notice's payload as received; null when it is not one of Ferry's. */
