@@ -23,7 +23,7 @@
  */
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
-import { mkdir, open, readdir, rm, rmdir } from 'node:fs/promises';
+import { mkdir, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../../core/errors.ts';
@@ -38,7 +38,7 @@ import {
   type StepSpec,
   type Substrate,
 } from '../substrate.ts';
-import { listMeta, removeMeta, writeMeta } from './artifact-meta.ts';
+import { listMeta, removeMeta, writeMeta, type ArtifactMeta } from './artifact-meta.ts';
 import { detectCgroups, removeCgroups, type CgroupDriver, type JobCgroups } from './cgroups.ts';
 import { detectIsolation } from './isolation.ts';
 import { assertNoNul, Launcher, supervisorRequest, waitForPidFile } from './launch.ts';
@@ -77,6 +77,8 @@ export class ProcessSubstrate implements Substrate {
   private closed = false;
   /** Wake-ups of the pending watches, so close() ends them at once. */
   private readonly watching = new Set<WakeUp>();
+  /** Label files of scratch folders being written, by ref (see `label`). */
+  private readonly labelling = new Map<string, Promise<void>>();
   private readonly roots: Record<'jobs' | 'scratch' | 'snapshots' | 'logs' | 'tenants', string>;
 
   constructor(options: ProcessSubstrateOptions) {
@@ -172,11 +174,11 @@ export class ProcessSubstrate implements Substrate {
     return stepFolder(this.roots.jobs, spec);
   }
 
-  /** The migration's own folder: owned by its tenant's identity, 0700. */
+  /** The migration's own folder: owned by its tenant's identity, 0700. Its label file follows (see `label`). */
   async createScratch(ref: string, spec: { migrationId: string; issue: string; tenant: Tenant }): Promise<void> {
     this.assertUnder('scratch', ref);
     await this.tenants.createOwned(ref, spec.tenant);
-    await writeMeta(ref, { migrationId: spec.migrationId, issue: spec.issue });
+    this.label(ref, { migrationId: spec.migrationId, issue: spec.issue });
   }
 
   async snapshot(tenant: Tenant, ref: string, meta: { migrationId: string; issue: string }): Promise<void> {
@@ -202,15 +204,15 @@ export class ProcessSubstrate implements Substrate {
     assertNoNul(spec);
     const confined = this.isolationSupport.isolated;
     const runAs = confined ? this.tenants.identityOf(spec.tenant) : null;
-    await mkdir(dirname(ref), { recursive: true, mode: 0o700 });
-    // mkdir of the step folder is the start's point of no return: a second start of the same ref fails here.
-    await mkdir(ref, { mode: 0o700 });
-    await mkdir(dirname(spec.logPath), { recursive: true, mode: 0o700 });
-    // The tenant's data folder is the tenant's, not an artifact: created if missing, never removed.
-    await this.tenants.ensureData(spec.tenant);
-    const log = await open(spec.logPath, 'a');
-    const logOffset = (await log.stat()).size;
-    await log.close();
+    // Independent of one another, so made at once (each await is a thread-pool round trip, and a
+    // wake-up of this thread on a busy machine). All are settled before anything further happens.
+    const [, logOffset] = await settleAll([
+      // mkdir of the step folder is the start's point of no return: a second start of the same ref fails here.
+      mkdir(dirname(ref), { recursive: true, mode: 0o700 }).then(() => mkdir(ref, { mode: 0o700 })),
+      mkdir(dirname(spec.logPath), { recursive: true, mode: 0o700 }).then(() => sizeOf(spec.logPath)),
+      // The tenant's data folder is the tenant's, not an artifact: created if missing, never removed.
+      this.tenants.ensureData(spec.tenant),
+    ]);
 
     let cgroups: JobCgroups | null = null;
     if (this.cgroups) {
@@ -310,6 +312,7 @@ export class ProcessSubstrate implements Substrate {
       }
       case 'scratch':
         this.assertUnder('scratch', ref);
+        await this.labelling.get(ref);
         await rm(ref, { recursive: true, force: true });
         await removeMeta(ref);
         return;
@@ -327,6 +330,7 @@ export class ProcessSubstrate implements Substrate {
   }
 
   async listLabelled(): Promise<LabelledObject[]> {
+    await Promise.all(this.labelling.values());
     const out: LabelledObject[] = [];
     for (const [kind, root] of [
       ['scratch', this.roots.scratch],
@@ -343,13 +347,34 @@ export class ProcessSubstrate implements Substrate {
   }
 
   /**
-   * Ends the spawner (never a supervisor or a job) and makes every pending watch reject with
-   * FERRY_INTERNAL "substrate closed": the runner stops supervising, and the next start re-attaches.
+   * Ends the spawner (never a supervisor or a job), waits for the label files being written, and
+   * makes every pending watch reject with FERRY_INTERNAL "substrate closed": the runner stops
+   * supervising, and the next start re-attaches.
    */
   async close(): Promise<void> {
     this.closed = true;
     for (const wakeUp of this.watching) wakeUp.wake();
-    await this.launcher.close();
+    await Promise.all([this.launcher.close(), ...this.labelling.values()]);
+  }
+
+  /**
+   * Writes a scratch folder's label file (`<ref>.ferry.json`, read only by the orphan sweep) behind
+   * the job's start instead of before it. Atomic and durable, it costs two fsyncs (6 ms p50, 25 ms
+   * p99 on the 2-core benchmark machine under load), and nothing the job needs depends on it: the
+   * store records the scratch before it exists, and teardown removes it by that record. listLabelled,
+   * remove and close wait for the writes under way. A failed write (a full disk) is said; the sweep
+   * then does not see that scratch, and teardown still removes it.
+   */
+  private label(ref: string, meta: ArtifactMeta): void {
+    const write = (this.labelling.get(ref) ?? Promise.resolve())
+      .then(() => writeMeta(ref, meta))
+      .catch((err: unknown) =>
+        this.opts.warn(`cannot write the label of ${ref} (${(err as Error).message}); the orphan sweep will not see it, teardown still removes it`),
+      )
+      .finally(() => {
+        if (this.labelling.get(ref) === write) this.labelling.delete(ref);
+      });
+    this.labelling.set(ref, write);
   }
 
   private assertOpen(): void {
@@ -362,6 +387,24 @@ export class ProcessSubstrate implements Substrate {
     if (!resolve(ref).startsWith(base) || resolve(ref) !== ref) {
       throw new FerryError('FERRY_INTERNAL', `refusing to touch ${ref}: it is not inside ${base}`);
     }
+  }
+}
+
+/** Waits for every one of `work` to settle, then throws the first failure: nothing is left running behind an error. */
+async function settleAll<T extends readonly unknown[]>(work: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(work);
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
+/** A file's size, 0 when it does not exist yet (the supervisor creates the log). */
+async function sizeOf(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
   }
 }
 

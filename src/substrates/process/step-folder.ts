@@ -15,7 +15,7 @@ import type { FailureCause, Resources } from '../../core/types.ts';
 import type { StepSpec } from '../substrate.ts';
 
 const SPEC_FILE = 'spec.json';
-const PID_FILE = 'pid';
+export const PID_FILE = 'pid';
 const RESULT_FILE = 'result';
 
 /** spec.json: what Ferry knew when it started the step. */

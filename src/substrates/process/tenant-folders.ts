@@ -77,12 +77,10 @@ export class TenantFolders {
 
   /** A folder of the tenant's own (its data, a migration's scratch): created 0700 and, as root, given to its identity. */
   async createOwned(path: string, tenant: Tenant): Promise<void> {
+    const owner = this.privileged ? this.identityOf(tenant) : null;
     await mkdir(path, { recursive: true, mode: 0o700 });
-    await chmod(path, 0o700);
-    if (this.privileged) {
-      const { uid, gid } = this.identityOf(tenant);
-      await chown(path, uid, gid);
-    }
+    // Either order leaves it 0700 and the tenant's; neither opens it to anyone else meanwhile.
+    await Promise.all([chmod(path, 0o700), owner ? chown(path, owner.uid, owner.gid) : undefined]);
   }
 
   /** The identity a tenant's jobs run as: never root, never Ferry's own user. */
