@@ -4,6 +4,7 @@
  * per step job under `<own cgroup>/ferry` and the supervisor's child joins it before exec.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { readFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,7 +24,12 @@ export interface CgroupDriver {
   readonly detail: string;
   /** The dimensions this hierarchy enforces (memory always; cpu and pids when their controllers are there). */
   readonly dimensions: readonly string[];
-  create(name: string, limits: Resources): JobCgroups;
+  /**
+   * The job's cgroups with their limits. Async: a cgroup's mkdir waits for the kernel's cgroup lock,
+   * which forks and exits elsewhere hold, and that wait must not stop the event loop. Every part
+   * has settled when it rejects, so `dirsFor` can be removed at once.
+   */
+  create(name: string, limits: Resources): Promise<JobCgroups>;
   /**
    * Every directory `create(name)` may make, whatever the limits: a job's cgroups are derived from
    * its name, so they can be removed even when nothing recorded them (a crash before spec.json).
@@ -72,6 +78,8 @@ function v1Driver(memOwn: string, cpuOwn: string | null, pidsOwn: string | null)
   } catch (err) {
     return { error: `cgroup v1 is not writable here (${(err as Error).message})` };
   }
+  // Swap accounting is on for the whole hierarchy or not at all: read once, not per job.
+  const memsw = existsSync(join(memBase, 'memory.memsw.limit_in_bytes'));
   return {
     version: 'v1',
     detail: `cgroup v1 under ${memBase}${cpuBase ? ` and ${cpuBase}` : ' (no cpu controller: cpu not limited)'}`,
@@ -79,36 +87,45 @@ function v1Driver(memOwn: string, cpuOwn: string | null, pidsOwn: string | null)
     dirsFor(name) {
       return [memBase, cpuBase, pidsBase].filter((b): b is string => b !== null).map((b) => join(b, name));
     },
-    create(name, limits) {
-      const dirs: string[] = [];
-      const procs: string[] = [];
+    async create(name, limits) {
       const mem = join(memBase, name);
-      mkdirSync(mem);
-      dirs.push(mem);
-      procs.push(join(mem, 'cgroup.procs'));
-      if (limits.memory !== undefined) {
-        writeFileSync(join(mem, 'memory.limit_in_bytes'), String(limits.memory));
-        // No swap: with swap the job could run past its peak instead of being stopped.
-        if (existsSync(join(mem, 'memory.memsw.limit_in_bytes'))) writeFileSync(join(mem, 'memory.memsw.limit_in_bytes'), String(limits.memory));
-        else writeFileSync(join(mem, 'memory.swappiness'), '0');
-      }
+      const parts: Array<Promise<string>> = [
+        (async () => {
+          await mkdir(mem);
+          if (limits.memory !== undefined) {
+            await writeFile(join(mem, 'memory.limit_in_bytes'), String(limits.memory));
+            // No swap: with swap the job could run past its peak instead of being stopped.
+            if (memsw) await writeFile(join(mem, 'memory.memsw.limit_in_bytes'), String(limits.memory));
+            else await writeFile(join(mem, 'memory.swappiness'), '0');
+          }
+          return mem;
+        })(),
+      ];
       if (cpuBase && limits.cpu !== undefined) {
         const cpu = join(cpuBase, name);
-        mkdirSync(cpu);
-        dirs.push(cpu);
-        procs.push(join(cpu, 'cgroup.procs'));
         const { period, quota } = cpuQuota(limits.cpu);
-        writeFileSync(join(cpu, 'cpu.cfs_period_us'), String(period));
-        writeFileSync(join(cpu, 'cpu.cfs_quota_us'), String(quota));
+        parts.push(
+          (async () => {
+            await mkdir(cpu);
+            await writeFile(join(cpu, 'cpu.cfs_period_us'), String(period));
+            await writeFile(join(cpu, 'cpu.cfs_quota_us'), String(quota));
+            return cpu;
+          })(),
+        );
       }
       if (pidsBase && limits.pids !== undefined) {
         const pids = join(pidsBase, name);
-        mkdirSync(pids);
-        dirs.push(pids);
-        procs.push(join(pids, 'cgroup.procs'));
-        writeFileSync(join(pids, 'pids.max'), String(limits.pids));
+        parts.push(
+          (async () => {
+            await mkdir(pids);
+            await writeFile(join(pids, 'pids.max'), String(limits.pids));
+            return pids;
+          })(),
+        );
       }
-      return { procs, oomFile: join(mem, 'memory.oom_control'), dirs };
+      // The controllers' hierarchies are independent: made at once, and all settled before an error is thrown.
+      const dirs = await settled(parts);
+      return { procs: dirs.map((d) => join(d, 'cgroup.procs')), oomFile: join(mem, 'memory.oom_control'), dirs };
     },
   };
 }
@@ -135,21 +152,29 @@ function v2Driver(own: string): CgroupDriver | { error: string } {
     dirsFor(name) {
       return [join(base, name)];
     },
-    create(name, limits) {
+    async create(name, limits) {
       const dir = join(base, name);
-      mkdirSync(dir);
+      await mkdir(dir);
       if (limits.memory !== undefined) {
-        writeFileSync(join(dir, 'memory.max'), String(limits.memory));
-        if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
+        await writeFile(join(dir, 'memory.max'), String(limits.memory));
+        if (existsSync(join(dir, 'memory.swap.max'))) await writeFile(join(dir, 'memory.swap.max'), '0');
       }
       if (limits.cpu !== undefined && existsSync(join(dir, 'cpu.max'))) {
         const { period, quota } = cpuQuota(limits.cpu);
-        writeFileSync(join(dir, 'cpu.max'), `${quota} ${period}`);
+        await writeFile(join(dir, 'cpu.max'), `${quota} ${period}`);
       }
-      if (limits.pids !== undefined && existsSync(join(dir, 'pids.max'))) writeFileSync(join(dir, 'pids.max'), String(limits.pids));
+      if (limits.pids !== undefined && existsSync(join(dir, 'pids.max'))) await writeFile(join(dir, 'pids.max'), String(limits.pids));
       return { procs: [join(dir, 'cgroup.procs')], oomFile: join(dir, 'memory.events'), dirs: [dir] };
     },
   };
+}
+
+/** The values of `parts` once every one has settled; the first failure, if any, then. */
+async function settled<T>(parts: ReadonlyArray<Promise<T>>): Promise<T[]> {
+  const results = await Promise.allSettled(parts);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
 /** millicores → CFS quota. 1000m is one full period of one core. */

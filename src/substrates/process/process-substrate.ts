@@ -217,7 +217,7 @@ export class ProcessSubstrate implements Substrate {
     let cgroups: JobCgroups | null = null;
     if (this.cgroups) {
       try {
-        cgroups = this.cgroups.create(cgroupName(ref), spec.limits);
+        cgroups = await this.cgroups.create(cgroupName(ref), spec.limits);
       } catch (err) {
         await removeCgroups(this.cgroups.dirsFor(cgroupName(ref)));
         throw new FerryError('FERRY_INTERNAL', `cannot create the job's cgroup: ${(err as Error).message}`, {}, { cause: err });
