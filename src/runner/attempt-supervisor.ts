@@ -29,6 +29,8 @@ export interface ActiveAttempt {
 /** What a fresh start hands to the attempt's supervision: the artifacts the start recorded. */
 export interface FreshStart {
   readonly artifacts: readonly ArtifactRecord[];
+  /** The attempt's row as the start inserted it. */
+  readonly attempt: AttemptRecord;
   readonly tenant: Tenant;
 }
 
@@ -114,7 +116,7 @@ export class AttemptSupervisor {
 
   private async runAttempt(m: MigrationRecord, entry: ActiveAttempt, fresh: FreshStart | null, halted: () => boolean): Promise<void> {
     const { ctx } = this;
-    const attempt = await ctx.store.getAttempt(m.id, m.attempts);
+    const attempt = fresh?.attempt ?? (await ctx.store.getAttempt(m.id, m.attempts));
     if (!attempt) throw new FerryError('FERRY_INTERNAL', `migration ${m.id} is running without attempt ${m.attempts}`);
     const tenant = fresh?.tenant ?? (await tenantOf(ctx.store, m));
     const steps = m.request.steps;

@@ -175,6 +175,6 @@ export class SchedulerLoop {
       throw err;
     }
     ctx.metrics.transitions.inc({ to: 'running' });
-    this.supervisor.supervise(started.migration, { artifacts: started.artifacts, tenant });
+    this.supervisor.supervise(started.migration, { artifacts: started.artifacts, attempt: started.attempt, tenant });
   }
 }

@@ -8,14 +8,14 @@
 import { FerryError } from '../core/errors.ts';
 import type { Verdict } from '../core/types.ts';
 import { artifactKey, artifactsInOrder, recordArtifactsIn } from './artifact-records.ts';
-import { insertAttemptIn, type NewAttempt } from './attempt-records.ts';
+import { attemptRow, insertAttemptIn, type NewAttempt } from './attempt-records.ts';
 import type { SqlDialect } from './dialect.ts';
 import type { EventInput } from './event-records.ts';
 import { planMoves, tenantBusy, type MigrationTransitions, type TransitionEvent } from './migration-transitions.ts';
 import { fenceIn } from './node-fence.ts';
 import { finishAttemptStatement, startAttemptStatement } from './postgres-attempt-moves.ts';
-import type { ArtifactRecord, MigrationRecord, NodeLease } from './records.ts';
-import { attemptColumns, migrationRecord, type AttemptPatch, type MigrationPatch } from './row-records.ts';
+import type { ArtifactRecord, AttemptRecord, MigrationRecord, NodeLease } from './records.ts';
+import { attemptColumns, attemptRecord, migrationRecord, type AttemptPatch, type MigrationPatch } from './row-records.ts';
 import type { Db } from './schema.ts';
 
 export interface StartAttemptArgs {
@@ -48,6 +48,13 @@ export interface FinishAttemptArgs {
   lease?: NodeLease | undefined;
 }
 
+/** A started attempt: the migration as it is now, its artifacts' records, and the attempt's row as inserted. */
+export interface StartedAttempt {
+  readonly migration: MigrationRecord;
+  readonly artifacts: ArtifactRecord[];
+  readonly attempt: AttemptRecord;
+}
+
 export class AttemptMoves {
   private readonly db: Db;
   private readonly dialect: SqlDialect;
@@ -60,7 +67,7 @@ export class AttemptMoves {
   }
 
   /** queued → running as attempt `number`, with the attempt row and its artifacts' intents, at once. */
-  async start(args: StartAttemptArgs): Promise<{ migration: MigrationRecord; artifacts: ArtifactRecord[] }> {
+  async start(args: StartAttemptArgs): Promise<StartedAttempt> {
     const move = {
       patch: {
         attempts: args.number,
@@ -95,7 +102,7 @@ export class AttemptMoves {
           args.now,
         );
       });
-      return { migration, artifacts };
+      return { migration, artifacts, attempt: attemptRecord(attemptRow(attempt)) };
     }
     const { path, set, events } = planMoves({ id: args.id, moves: [move], now: args.now }, 'queued');
     const w = { id: args.id, set, events, origin: this.moves.origin, lease: args.lease };
@@ -106,7 +113,7 @@ export class AttemptMoves {
     const migration = migrationRecord(done.row);
     const artifacts = await artifactsInOrder(this.db, args.artifacts ?? [], done.recorded);
     this.moves.tell(path.map((p) => ({ m: migration, from: p.from, event: p.event })));
-    return { migration, artifacts };
+    return { migration, artifacts, attempt: attemptRecord(attemptRow(attempt)) };
   }
 
   /** End the running attempt: its event (`succeed`, `fail`, `cancel`) decides the migration's next state; at once. */

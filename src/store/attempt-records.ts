@@ -3,13 +3,13 @@
  * inserted and ended by the migration's transitions (start, and succeed/fail/cancel), in their
  * transaction; the rest is here. Reached through the Store.
  */
-import type { Kysely } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import type { SqlDialect } from './dialect.ts';
 import { fenceIn } from './node-fence.ts';
 import type { ArtifactRecord, AttemptRecord, NodeLease } from './records.ts';
 import { recordArtifactIn } from './artifact-records.ts';
 import { attemptColumns, attemptRecord, type AttemptPatch } from './row-records.ts';
-import type { Database, Db } from './schema.ts';
+import type { AttemptsTable, Database, Db } from './schema.ts';
 
 /** A new attempt's row: where it starts, its log, and the first step's job when it is known already. */
 export interface NewAttempt {
@@ -74,26 +74,28 @@ export class AttemptRecords {
 }
 
 export async function insertAttemptIn(db: Db, a: NewAttempt): Promise<void> {
-  await db
-    .insertInto('attempts')
-    .values({
-      migration_id: a.migrationId,
-      number: a.number,
-      from_step: a.fromStep,
-      step: a.firstJob?.step ?? null,
-      job_ref: a.firstJob?.ref ?? null,
-      log_ref: a.logRef,
-      started_at: a.startedAt,
-      ended_at: null,
-      exit_code: null,
-      signal: null,
-      cause: null,
-      detail: null,
-      node: a.node,
-      taken_over_at: null,
-      late_outcome_at: null,
-    })
-    .execute();
+  await db.insertInto('attempts').values(attemptRow(a)).execute();
+}
+
+/** A new attempt's row, as inserted. */
+export function attemptRow(a: NewAttempt): Selectable<AttemptsTable> {
+  return {
+    migration_id: a.migrationId,
+    number: a.number,
+    from_step: a.fromStep,
+    step: a.firstJob?.step ?? null,
+    job_ref: a.firstJob?.ref ?? null,
+    log_ref: a.logRef,
+    started_at: a.startedAt,
+    ended_at: null,
+    exit_code: null,
+    signal: null,
+    cause: null,
+    detail: null,
+    node: a.node,
+    taken_over_at: null,
+    late_outcome_at: null,
+  };
 }
 
 export async function updateAttemptIn(db: Db, migrationId: string, number: number, patch: AttemptPatch): Promise<void> {

@@ -29,7 +29,7 @@ import {
   type TransitionListener,
   type TransitionsArgs,
 } from './migration-transitions.ts';
-import { AttemptMoves, type FinishAttemptArgs, type StartAttemptArgs } from './attempt-moves.ts';
+import { AttemptMoves, type FinishAttemptArgs, type StartAttemptArgs, type StartedAttempt } from './attempt-moves.ts';
 import { NodeRecords, type LateOutcome, type NodeRegistration, type TakenOverNode } from './node-records.ts';
 import { openPostgresSession, sqliteSession, type NodeSession, type PostgresTarget } from './node-session.ts';
 import type {
@@ -297,7 +297,7 @@ export class Store {
   }
 
   /** queued → running as attempt `number`, with the attempt row and its artifacts' intents, in one transaction. */
-  startAttempt(args: StartAttemptArgs): Promise<{ migration: MigrationRecord; artifacts: ArtifactRecord[] }> {
+  startAttempt(args: StartAttemptArgs): Promise<StartedAttempt> {
     return this.attemptMoves.start(args);
   }
 

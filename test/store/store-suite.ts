@@ -654,6 +654,7 @@ export function defineStoreSuite(name: string, open: () => Promise<OpenedStore>,
           { kind: 'log', ref: '/scratch/1' },
         ],
       });
+      assert.deepEqual(started.attempt, await s.store.getAttempt('m-a-00000001', 1), 'the start answers the attempt as stored');
       const [a, again, log] = started.artifacts;
       assert.ok(a && again && log);
       assert.equal(a.state, 'intended');
