@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { settleAll } from './settle-all.ts';
 import { readFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -124,7 +125,7 @@ function v1Driver(memOwn: string, cpuOwn: string | null, pidsOwn: string | null)
         );
       }
       // The controllers' hierarchies are independent: made at once, and all settled before an error is thrown.
-      const dirs = await settled(parts);
+      const dirs = await settleAll(parts);
       return { procs: dirs.map((d) => join(d, 'cgroup.procs')), oomFile: join(mem, 'memory.oom_control'), dirs };
     },
   };
@@ -167,14 +168,6 @@ function v2Driver(own: string): CgroupDriver | { error: string } {
       return { procs: [join(dir, 'cgroup.procs')], oomFile: join(dir, 'memory.events'), dirs: [dir] };
     },
   };
-}
-
-/** The values of `parts` once every one has settled; the first failure, if any, then. */
-async function settled<T>(parts: ReadonlyArray<Promise<T>>): Promise<T[]> {
-  const results = await Promise.allSettled(parts);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
 /** millicores → CFS quota. 1000m is one full period of one core. */

@@ -41,6 +41,7 @@ import {
 import { listMeta, removeMeta, writeMeta, type ArtifactMeta } from './artifact-meta.ts';
 import { detectCgroups, removeCgroups, type CgroupDriver, type JobCgroups } from './cgroups.ts';
 import { detectIsolation } from './isolation.ts';
+import { settleAll } from './settle-all.ts';
 import { assertNoNul, Launcher, supervisorRequest, waitForPidFile } from './launch.ts';
 import { currentBootId, isAlive, killGroup, signal } from './proc.ts';
 import { resolveProcessOptions, type ProcessSubstrateConfig, type ProcessSubstrateOptions } from './process-options.ts';
@@ -388,14 +389,6 @@ export class ProcessSubstrate implements Substrate {
       throw new FerryError('FERRY_INTERNAL', `refusing to touch ${ref}: it is not inside ${base}`);
     }
   }
-}
-
-/** Waits for every one of `work` to settle, then throws the first failure: nothing is left running behind an error. */
-async function settleAll<T extends readonly unknown[]>(work: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
-  const settled = await Promise.allSettled(work);
-  const failed = settled.find((r) => r.status === 'rejected');
-  if (failed) throw (failed as PromiseRejectedResult).reason;
-  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 /** A file's size, 0 when it does not exist yet (the supervisor creates the log). */
