@@ -32,6 +32,7 @@ import { call, listAllMigrations, tempDir, waitFor } from '../test/support/harne
 import { POSTGRES_ADDRESS, postgresUnreachable, postgresUrl } from '../test/support/postgres.ts';
 import { baseline } from './lifecycle.ts';
 import { BIG_CAPACITY, stopNodes } from './server.ts';
+import { approve, fileStamp, registerTenants, type Api } from './stamp-migrations.ts';
 import { median, percentile, pool, procSample, sleep, wallMs, type Report } from './support.ts';
 
 const C = 'cluster';
@@ -42,16 +43,11 @@ const COUNT = Number(process.env.FERRY_BENCH_CLUSTER_COUNT ?? 120);
 const IDLE = Number(process.env.FERRY_BENCH_CLUSTER_IDLE ?? 40);
 /** API clients in flight, and processes in flight for the raw-spawn baseline (as in lifecycle). */
 const CONCURRENCY = 32;
-const STAMP = 'date +%s%N > "$FERRY_SCRATCH/started"';
 const ISSUE = 'github:acme/bench#9';
 const WARM_ISSUE = 'github:acme/bench#90';
 const BIN = new URL('../bin/ferry.js', import.meta.url).pathname;
 /** Longest wait for a configuration's migrations to finish before it is reported as failed. */
 const SETTLE_MS = 120_000;
-
-interface Api {
-  (method: string, path: string, body?: unknown): Promise<{ status: number; body: any; headers: Headers }>;
-}
 
 interface ClusterNode {
   readonly name: string;
@@ -170,9 +166,9 @@ async function measure(n: number): Promise<Measured> {
     const other = (i: number) => nodes[(i + 1) % n] as ClusterNode;
 
     phase('nodes started');
-    const tenants = await registerTenants('load', COUNT, home);
-    const idleTenants = await registerTenants('idle', IDLE, home);
-    const warmTenants = await registerTenants('warm', n, home);
+    const tenants = await registerTenants('load', COUNT, home, true);
+    const idleTenants = await registerTenants('idle', IDLE, home, true);
+    const warmTenants = await registerTenants('warm', n, home, true);
 
     phase('tenants registered');
     // Warm-up, not measured: one migration per node, so no configuration pays a node's first start.
@@ -184,7 +180,7 @@ async function measure(n: number): Promise<Measured> {
     const approvals = new Map<string, { sent: number; home: ClusterNode }>();
     const t0 = wallMs();
     await pool(tenants, CONCURRENCY, async (tenant, i) => {
-      const id = await file(home(i), tenant, ISSUE);
+      const id = await fileStamp(home(i), tenant, ISSUE);
       const sent = wallMs();
       await approve(other(i), id);
       approvals.set(id, { sent, home: home(i) });
@@ -214,7 +210,7 @@ async function measure(n: number): Promise<Measured> {
     const idle: number[] = [];
     const recorded: number[] = [];
     for (const [i, tenant] of idleTenants.entries()) {
-      const id = await file(home(i), tenant, ISSUE);
+      const id = await fileStamp(home(i), tenant, ISSUE);
       const sent = wallMs();
       await approve(other(i), id);
       const started = await waitFor(`migration ${id} to start on ${home(i).name}`, () => readStamp(home(i), id), 30_000);
@@ -249,41 +245,8 @@ async function measure(n: number): Promise<Measured> {
   }
 }
 
-/**
- * Register `count` tenants `<prefix>-<i>`, tenant i on node i mod n, through that node (not timed).
- * One at a time: on PostgreSQL, concurrent registrations can pick the same free uid and one of them
- * fails (500, unique `one_tenant_per_uid`) instead of taking the next.
- */
-async function registerTenants(prefix: string, count: number, home: (i: number) => ClusterNode): Promise<string[]> {
-  const ids = Array.from({ length: count }, (_, i) => `${prefix}-${String(i).padStart(4, '0')}`);
-  await pool(ids, 1, async (id, i) => {
-    const node = home(i);
-    const r = await node.api('PUT', `/v1/tenants/${id}`, { steadyState: { cpu: '500m', memory: '32Mi' }, node: node.name });
-    if (r.status !== 201 && r.status !== 200) throw new Error(`PUT tenant ${id} on ${node.name}: ${r.status} ${JSON.stringify(r.body)}`);
-  });
-  return ids;
-}
-
-async function file(node: ClusterNode, tenant: string, issue: string): Promise<string> {
-  const r = await node.api('POST', '/v1/migrations', {
-    issue,
-    tenant,
-    // cpu 1 / memory 64Mi as in lifecycle: a tiny cpu quota would throttle sh and date and measure the quota.
-    peak: { cpu: '1', memory: '64Mi' },
-    snapshot: 'never',
-    steps: [{ name: 'stamp', run: ['sh', '-c', STAMP] }],
-  });
-  if (r.status !== 201) throw new Error(`file ${tenant} through ${node.name}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body.id as string;
-}
-
-async function approve(node: ClusterNode, id: string): Promise<void> {
-  const r = await node.api('POST', `/v1/migrations/${id}/approve`, {});
-  if (r.status !== 200) throw new Error(`approve ${id} through ${node.name}: ${r.status} ${JSON.stringify(r.body)}`);
-}
-
 async function oneMigration(tenant: string, home: ClusterNode, via: ClusterNode, issue: string): Promise<void> {
-  const id = await file(home, tenant, issue);
+  const id = await fileStamp(home, tenant, issue);
   await approve(via, id);
   await waitSucceeded(home, id);
 }

@@ -13,15 +13,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { call, listAllMigrations, tempDir, waitFor } from '../test/support/harness.ts';
 import { BIG_CAPACITY, stopNodes } from './server.ts';
+import { approve, fileStamp, registerTenants, type Api } from './stamp-migrations.ts';
 import { backendsCpu, backendsCpuBetween, childrenNamed, createDatabase, paced, procCpu, requireStamp } from './peers-support.ts';
 import { percentile, pool, sleep, wallMs } from './support.ts';
 
 const BIN = new URL('../bin/ferry.js', import.meta.url).pathname;
-const STAMP = 'date +%s%N > "$FERRY_SCRATCH/started"';
 /** Longest wait for a phase's migrations to finish before the run is reported as failed. */
 const SETTLE_MS = 180_000;
-
-type Api = (method: string, path: string, body?: unknown) => Promise<{ status: number; body: any; headers: Headers }>;
 
 export interface FerryNode {
   readonly name: string;
@@ -90,7 +88,7 @@ export async function ferryRun(o: FerryRunOptions): Promise<FerryRun> {
     const warm = await registerTenants('warm', 4 * o.nodes, home, o.nodes > 1);
     // Warm-up, not measured: a few migrations per node, so that no phase pays a node's first starts.
     await pool(warm, 8, async (tenant, i) => {
-      const id = await file(home(i), tenant, 'github:acme/bench#1400');
+      const id = await fileStamp(home(i), tenant, 'github:acme/bench#1400');
       await approve(via(i), id);
     });
     await settle(first, 'github:acme/bench#1400', warm.length);
@@ -103,7 +101,7 @@ export async function ferryRun(o: FerryRunOptions): Promise<FerryRun> {
     const before = await cpu();
     const t0 = wallMs();
     await pool(tenants, o.producers, async (tenant, i) => {
-      const id = await file(home(i), tenant, satIssue);
+      const id = await fileStamp(home(i), tenant, satIssue);
       const sent = wallMs();
       await approve(via(i), id);
       sentAt.set(id, { sent, home: home(i) });
@@ -118,7 +116,7 @@ export async function ferryRun(o: FerryRunOptions): Promise<FerryRun> {
 
     // Paced: file first (not timed), then approve on a schedule, open loop.
     const pacedIssue = 'github:acme/bench#1402';
-    const ids = await pool(registered.slice(0, o.pacedJobs), o.producers, (tenant, i) => file(home(i), tenant, pacedIssue));
+    const ids = await pool(registered.slice(0, o.pacedJobs), o.producers, (tenant, i) => fileStamp(home(i), tenant, pacedIssue));
     await sleep(500);
     const pBefore = await cpu();
     const p0 = wallMs();
@@ -211,39 +209,6 @@ async function settle(node: FerryNode, issue: string, count: number): Promise<nu
   if (failed.length > 0) throw new Error(`${failed.length} migrations of ${issue} did not succeed, e.g. ${JSON.stringify(failed[0])}`);
   if (all.length !== count) throw new Error(`${all.length} migrations of ${issue} listed, ${count} filed`);
   return Math.max(...all.map((m) => Date.parse(m.updatedAt)));
-}
-
-/**
- * Register `count` tenants `<prefix>-<i>`, tenant i on node i mod n, through that node (not timed).
- * One at a time: on PostgreSQL, concurrent registrations can pick the same free uid (see bench/cluster.ts).
- */
-async function registerTenants(prefix: string, count: number, home: (i: number) => FerryNode, named: boolean): Promise<string[]> {
-  const ids = Array.from({ length: count }, (_, i) => `${prefix}-${String(i).padStart(4, '0')}`);
-  await pool(ids, 1, async (id, i) => {
-    const node = home(i);
-    const body = { steadyState: { cpu: '500m', memory: '32Mi' }, ...(named ? { node: node.name } : {}) };
-    const r = await node.api('PUT', `/v1/tenants/${id}`, body);
-    if (r.status !== 201 && r.status !== 200) throw new Error(`PUT tenant ${id} on ${node.name}: ${r.status} ${JSON.stringify(r.body)}`);
-  });
-  return ids;
-}
-
-async function file(node: FerryNode, tenant: string, issue: string): Promise<string> {
-  const r = await node.api('POST', '/v1/migrations', {
-    issue,
-    tenant,
-    // cpu 1 / memory 64Mi as in lifecycle: a tiny cpu quota would throttle sh and date and measure the quota.
-    peak: { cpu: '1', memory: '64Mi' },
-    snapshot: 'never',
-    steps: [{ name: 'stamp', run: ['sh', '-c', STAMP] }],
-  });
-  if (r.status !== 201) throw new Error(`file ${tenant} through ${node.name}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body.id as string;
-}
-
-async function approve(node: FerryNode, id: string): Promise<void> {
-  const r = await node.api('POST', `/v1/migrations/${id}/approve`, {});
-  if (r.status !== 200) throw new Error(`approve ${id} through ${node.name}: ${r.status} ${JSON.stringify(r.body)}`);
 }
 
 /**
