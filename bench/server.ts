@@ -43,20 +43,7 @@ export async function startBenchServer(
     },
     async close() {
       await server.kill('SIGTERM');
-      // Jobs outlive the server by design; a benchmark must not leave any behind.
-      // SIGUSR1 (a supervisor's cancel) stops its job's group too; SIGKILL only for what ignores it.
-      for (let i = 0; i < 100; i++) {
-        const left = processesMatching(join(dataDir, 'jobs'));
-        if (left.length === 0) break;
-        for (const p of left) {
-          try {
-            process.kill(p, i < 60 ? 'SIGUSR1' : 'SIGKILL');
-          } catch {
-            // gone
-          }
-        }
-        await sleep(100);
-      }
+      await stopLeftoverJobs(dataDir);
       if (existsSync(dataDir)) rmSync(dataDir, { recursive: true, force: true });
     },
   };
@@ -75,19 +62,26 @@ export async function stopNodes(nodes: readonly { readonly child: ChildProcess; 
     }),
   );
   for (const x of nodes) {
-    // Jobs outlive their node by design; a benchmark must not leave any behind (as bench/server.ts).
-    for (let i = 0; i < 100; i++) {
-      const left = processesMatching(join(x.dataDir, 'jobs'));
-      if (left.length === 0) break;
-      for (const p of left) {
-        try {
-          process.kill(p, i < 60 ? 'SIGUSR1' : 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
-      await sleep(100);
-    }
+    await stopLeftoverJobs(x.dataDir);
     rmSync(x.dataDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Jobs outlive their server by design; a benchmark must not leave any behind. SIGUSR1 (a
+ * supervisor's cancel) stops its job's group too; SIGKILL only for what ignores it.
+ */
+async function stopLeftoverJobs(dataDir: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const left = processesMatching(join(dataDir, 'jobs'));
+    if (left.length === 0) return;
+    for (const p of left) {
+      try {
+        process.kill(p, i < 60 ? 'SIGUSR1' : 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    await sleep(100);
   }
 }
