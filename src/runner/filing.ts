@@ -52,7 +52,7 @@ export class Filing {
       for (const r of verdict.reasons) ctx.metrics.rejections.inc({ where: 'filing', code: r.code });
       throw new RejectedError(verdict, null);
     }
-    // No read of the issue first: the insert checks it is open in its own transaction
+    // No read of the issue first: the insert checks it is open in the same write
     // (FERRY_ISSUE_CLOSED), which a read before could not make sure of anyway.
     const id = newMigrationIdText(Date.now(), randomBytes(4).toString('hex'));
     const migration = await ctx.store.insertMigration(
